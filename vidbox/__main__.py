@@ -1,0 +1,3 @@
+from vidbox.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The ASGI application: ``create_app(settings)`` wires routes, middleware and the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from vidbox.auth.firstrun import issue_setup_token
+from vidbox.config import Settings
+from vidbox.logs import log_fields
+from vidbox.services import open_services
+from vidbox.web import routes
+from vidbox.web.errors import EXCEPTION_HANDLERS
+from vidbox.web.middleware import RequestContextMiddleware
+from vidbox.web.templating import make_templates
+
+log = logging.getLogger("vidbox")
+
+
+def public_base_url(settings: Settings) -> str:
+    if settings.server.base_url:
+        return settings.server.base_url.rstrip("/")
+    host = settings.server.host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104  (naming the wildcard, not binding it)
+        host = "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}"
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            log.info(
+                "vidbox is starting",
+                extra=log_fields(
+                    data_dir=settings.data_dir,
+                    database=settings.database_path,
+                    config=", ".join(settings.sources),
+                ),
+            )
+            token = await issue_setup_token(services.db)
+            app.state.setup_token = token
+            if token:
+                log.warning(
+                    "No account exists yet. Open this one-time link to create the first admin",
+                    extra=log_fields(url=f"{public_base_url(settings)}/setup?token={token}"),
+                )
+            yield
+
+    app = Starlette(
+        routes=routes(),
+        middleware=[Middleware(RequestContextMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.templates = make_templates(settings)
+    return app

@@ -1,0 +1,1 @@
+"""Accounts: passwords, sessions and tokens, first-admin setup, invites, rate limits."""

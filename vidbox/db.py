@@ -1,0 +1,111 @@
+"""Database access: async engines, sessions, SQLite pragmas and migrations on start.
+
+Two engines share the SQLite file. Sessions from ``session()`` start with ``BEGIN IMMEDIATE``:
+in WAL mode a deferred transaction that reads and later writes fails at once with SQLITE_BUSY
+when another connection wrote in between (busy_timeout does not help), so anything that may
+write takes the write lock up front. ``read()`` sessions are plain deferred transactions for the
+hot read-only paths (pages, media checks), which then never queue behind writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook issue BEGIN itself (pysqlite's implicit BEGIN is deferred).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _make_engine(path: Path, begin: str) -> AsyncEngine:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    sa.event.listen(engine.sync_engine, "connect", _set_pragmas)
+    sa.event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+    return engine
+
+
+def alembic_config(path: Path) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    return cfg
+
+
+def migrate_sync(path: Path, revision: str = "head") -> None:
+    """Bring the schema at ``path`` up to ``revision`` (creates the file when missing)."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(path)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def schema_status(path: Path) -> tuple[str | None, str]:
+    """(current revision of the file, newest revision this vidbox knows)."""
+    head = ScriptDirectory.from_config(alembic_config(path)).get_current_head() or ""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    return current, head
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write = _make_engine(path, "BEGIN IMMEDIATE")
+        self._read = _make_engine(path, "BEGIN")
+        self._write_sessions = async_sessionmaker(
+            self._write, class_=AsyncSession, expire_on_commit=False
+        )
+        self._read_sessions = async_sessionmaker(
+            self._read, class_=AsyncSession, expire_on_commit=False
+        )
+
+    async def migrate(self) -> None:
+        await asyncio.to_thread(migrate_sync, self.path)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A write session: commits when the block ends without error, else rolls back."""
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._read_sessions() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self._read.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def close(self) -> None:
+        await self._write.dispose()
+        await self._read.dispose()

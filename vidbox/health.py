@@ -1,0 +1,94 @@
+"""Readiness checks shared by ``/readyz`` and ``vidbox check``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from vidbox.db import Database
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+async def _run(name: str, check: Callable[[], Awaitable[str]]) -> CheckResult:
+    try:
+        return CheckResult(name, True, await check())
+    except Exception as exc:  # a check reports any failure as text, never raises
+        return CheckResult(name, False, str(exc) or exc.__class__.__name__)
+
+
+async def check_database(db: Database) -> str:
+    await db.ping()
+    return f"{db.path} reachable"
+
+
+def _probe_writable(folder: Path) -> None:
+    fd, name = tempfile.mkstemp(prefix=".vidbox-check-", dir=folder)
+    try:
+        os.write(fd, b"ok")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+
+
+async def check_data_dir(folder: Path) -> str:
+    try:
+        await asyncio.to_thread(_probe_writable, folder)
+    except OSError as exc:
+        raise RuntimeError(f"{folder} is not writable: {exc.strerror or exc}") from None
+    return f"{folder} writable"
+
+
+class FFmpegCheck:
+    """Runs the bundled ``ffmpeg -version``; a success is remembered for a minute so a busy
+    health checker does not spawn a process per probe."""
+
+    ttl = 60.0
+
+    def __init__(self) -> None:
+        self._ok_until = 0.0
+        self._detail = ""
+
+    async def __call__(self) -> str:
+        if time.monotonic() < self._ok_until:
+            return self._detail
+        try:
+            exe = imageio_ffmpeg.get_ffmpeg_exe()
+        except RuntimeError as exc:
+            raise RuntimeError(f"bundled FFmpeg not found: {exc}") from None
+        proc = await asyncio.create_subprocess_exec(
+            exe,
+            "-hide_banner",
+            "-version",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"{exe} did not answer within 10 s") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"{exe} exited with status {proc.returncode}")
+        first = out.decode(errors="replace").splitlines()[0] if out else "ffmpeg"
+        self._detail = first.split(" Copyright")[0]
+        self._ok_until = time.monotonic() + self.ttl
+        return self._detail
+
+
+async def run_checks(checks: dict[str, Callable[[], Awaitable[str]]]) -> list[CheckResult]:
+    return list(await asyncio.gather(*(_run(name, fn) for name, fn in checks.items())))

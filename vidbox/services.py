@@ -1,0 +1,44 @@
+"""The long-lived parts of a running box, opened and closed together.
+
+The app's lifespan and the CLI (``vidbox check``, ``vidbox user ...``) both use
+``open_services``, so a command-line tool sees exactly what the server sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+from vidbox.config import Settings
+from vidbox.datadir import load_secret_key, prepare_data_dir
+from vidbox.db import Database
+from vidbox.health import FFmpegCheck, check_data_dir, check_database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    secret_key: bytes
+    ffmpeg_check: FFmpegCheck = field(default_factory=FFmpegCheck)
+
+    def readiness_checks(self) -> dict[str, Callable[[], Awaitable[str]]]:
+        return {
+            "database": partial(check_database, self.db),
+            "data_dir": partial(check_data_dir, self.settings.data_dir),
+            "ffmpeg": self.ffmpeg_check,
+        }
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    prepare_data_dir(settings)
+    secret_key = load_secret_key(settings.secret_key_path)
+    db = Database(settings.database_path)
+    try:
+        await db.migrate()
+        yield Services(settings=settings, db=db, secret_key=secret_key)
+    finally:
+        await db.close()

@@ -1,0 +1,16 @@
+"""HTTP routes. Handlers stay thin: parse the request, call the domain, render or answer JSON."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from vidbox.web import health
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
+        Mount("/static", StaticFiles(packages=[("vidbox", "static")]), name="static"),
+    ]
