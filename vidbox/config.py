@@ -16,7 +16,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,36 @@ def option(
     min: int | None = None,
     max: int | None = None,
     secret: bool = False,
+    validate: Callable[[Any], str | None] | None = None,
 ) -> Any:
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "secret": secret}
+    """A setting: its default, help text and checks. ``validate`` returns a complaint or None."""
+    meta = {
+        "help": help,
+        "choices": choices,
+        "min": min,
+        "max": max,
+        "secret": secret,
+        "validate": validate,
+    }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 GiB = 1024**3
+
+
+def _rungs_problem(rungs: list[str]) -> str | None:
+    for rung in rungs:
+        if not (rung.endswith("p") and rung[:-1].isdigit() and 144 <= int(rung[:-1]) <= 4320):
+            return f"{rung!r} is not a height like 720p (144p-4320p)"
+    return None if rungs else "at least one rendition is needed"
+
+
+def _url_problem(url: str) -> str | None:
+    if url and not url.startswith(("http://", "https://")):
+        return f"{url!r} must start with http:// or https://"
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,6 +81,7 @@ class ServerSettings:
         "Public URL of this box, e.g. https://videos.example.org. Used in emails and share "
         "links, and turns on Secure cookies when it starts with https. Empty: taken from "
         "each request.",
+        validate=_url_problem,
     )
     trusted_proxies: list[str] = option(
         [],
@@ -120,6 +143,7 @@ class ProcessingSettings:
     renditions: list[str] = option(
         ["360p", "480p", "720p", "1080p"],
         "HLS ladder; rungs above the source's resolution are skipped.",
+        validate=_rungs_problem,
     )
     segment_seconds: int = option(6, "Target HLS segment length in seconds.", min=1, max=60)
     preset: str = option(
@@ -282,6 +306,9 @@ def _check(section: str, f: dataclasses.Field[Any], value: Any, source: str) -> 
         raise ConfigError(f"{key}: {value} is below the minimum {meta['min']} (from {source})")
     if meta.get("max") is not None and value > meta["max"]:
         raise ConfigError(f"{key}: {value} is above the maximum {meta['max']} (from {source})")
+    problem = meta["validate"](value) if meta.get("validate") else None
+    if problem:
+        raise ConfigError(f"{key}: {problem} (from {source})")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -338,7 +365,8 @@ def load_settings(
         sources.append(f"file {config_path}")
     env_values = _env_values(env)
     if env_values:
-        sources.append("environment " + ", ".join(sorted(v[1][12:] for v in env_values.values())))
+        names = sorted(src.removeprefix("environment ") for _, src in env_values.values())
+        sources.append("environment " + ", ".join(names))
 
     for section in file_values:
         if section not in SECTIONS or not isinstance(file_values[section], dict):
@@ -393,17 +421,6 @@ def _check_cross_field(built: dict[str, Any]) -> None:
     email: EmailSettings = built["email"]
     if email.host and not email.from_address:
         raise ConfigError("email.from_address: must be set when email.host is set")
-    server: ServerSettings = built["server"]
-    if server.base_url and not server.base_url.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"server.base_url: {server.base_url!r} must start with http:// or https://"
-        )
-    renditions: list[str] = built["processing"].renditions
-    for rung in renditions:
-        if not (rung.endswith("p") and rung[:-1].isdigit() and 144 <= int(rung[:-1]) <= 4320):
-            raise ConfigError(
-                f"processing.renditions: {rung!r} is not a height like 720p (144p-4320p)"
-            )
 
 
 def _toml_value(value: Any) -> str:
@@ -448,3 +465,7 @@ def _wrap(text: str, width: int = 96) -> list[str]:
     if line:
         out.append(line)
     return out
+
+
+if __name__ == "__main__":
+    print(render_example(), end="")

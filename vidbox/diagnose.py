@@ -16,6 +16,8 @@ async def _data_dir(settings: Settings) -> str:
     if folder.exists():
         return await check_data_dir(folder)
     parent = next((p for p in folder.parents if p.exists()), Path("/"))
+    if not parent.is_dir():
+        raise RuntimeError(f"{folder} cannot be created: {parent} is not a folder")
     if not os.access(parent, os.W_OK):
         raise RuntimeError(f"{folder} does not exist and {parent} is not writable")
     return f"{folder} will be created on first start"

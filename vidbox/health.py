@@ -30,7 +30,11 @@ async def _run(name: str, check: Callable[[], Awaitable[str]]) -> CheckResult:
 
 
 async def check_database(db: Database) -> str:
-    await db.ping()
+    try:
+        await db.ping()
+    except Exception as exc:
+        # SQLAlchemy wraps the driver's error with a long help link; the driver's is enough.
+        raise RuntimeError(f"{db.path}: {getattr(exc, 'orig', None) or exc}") from None
     return f"{db.path} reachable"
 
 

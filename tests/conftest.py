@@ -1,0 +1,31 @@
+"""Shared fixtures: settings on a temporary data directory and the real app over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import LiveServer, start_server
+from vidbox.config import Settings, load_settings
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(env: dict[str, str] | None = None, *, data_dir: Path | None = None) -> Settings:
+        return load_settings(data_dir=data_dir or tmp_path / "data", environ=env or {})
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def live(settings: Settings) -> Iterator[LiveServer]:
+    server = start_server(settings)
+    yield server
+    server.stop()

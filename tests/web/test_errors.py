@@ -1,0 +1,123 @@
+"""The one error shape: every API error is {"detail": ...} with the right status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.requests import Request
+from starlette.routing import Route
+
+from tests.support import LiveServer, start_server
+from vidbox import errors
+from vidbox.app import create_app
+from vidbox.config import Settings
+
+RAISED = [
+    (errors.BadRequest("The title is too long."), 400),
+    (errors.Unauthorized(), 401),
+    (errors.Forbidden(), 403),
+    (errors.NotFound("No such video."), 404),
+    (errors.Conflict(), 409),
+    (errors.Gone(), 410),
+    (errors.PayloadTooLarge(), 413),
+    (errors.UnsupportedMediaType(), 415),
+    (errors.TooManyRequests(retry_after=7), 429),
+]
+
+
+async def raise_nth(request: Request) -> None:
+    raise RAISED[int(request.path_params["n"])][0]
+
+
+async def crash(request: Request) -> None:
+    raise RuntimeError("secret internal detail")
+
+
+async def invalid(request: Request) -> None:
+    raise errors.ValidationFailed.field("email", "This is not an email address.")
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[LiveServer]:
+    app = create_app(settings)
+    app.router.routes += [
+        Route("/api/test/raise/{n:int}", raise_nth),
+        Route("/api/test/crash", crash),
+        Route("/api/test/invalid", invalid),
+        Route("/test/page-crash", crash),
+    ]
+    live = start_server(settings, app)
+    yield live
+    live.stop()
+
+
+def test_every_error_is_detail_json_with_its_status(server: LiveServer) -> None:
+    with server.client() as client:
+        for n, (exc, status) in enumerate(RAISED):
+            response = client.get(f"/api/test/raise/{n}")
+            assert response.status_code == status
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"detail": exc.detail}
+        assert client.get("/api/test/raise/8").headers["retry-after"] == "7"
+
+
+def test_validation_errors_name_the_field(server: LiveServer) -> None:
+    with server.client() as client:
+        response = client.get("/api/test/invalid")
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "This is not an email address.",
+        "errors": {"email": ["This is not an email address."]},
+    }
+
+
+def test_unknown_route_and_method(server: LiveServer) -> None:
+    with server.client() as client:
+        missing = client.get("/api/nothing-here")
+        wrong_method = client.delete("/healthz")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found."}
+    assert wrong_method.status_code == 405
+    assert set(wrong_method.json()) == {"detail"}
+
+
+def test_crash_is_500_with_request_id_and_no_internals(server: LiveServer) -> None:
+    with server.client() as client:
+        response = client.get("/api/test/crash", headers={"X-Request-ID": "trace-me-123"})
+        page = client.get("/test/page-crash", headers={"Accept": "text/html"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "trace-me-123"
+    assert "secret internal detail" not in response.text
+    assert set(response.json()) == {"detail"}
+    assert page.status_code == 500
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["x-request-id"] in page.text
+    assert "secret internal detail" not in page.text
+
+
+def test_browsers_get_a_friendly_page(server: LiveServer) -> None:
+    with server.client() as client:
+        page = client.get("/no/such/page", headers={"Accept": "text/html,*/*"})
+    assert page.status_code == 404
+    assert "<h1>Page not found</h1>" in page.text
+    assert 'href="/"' in page.text
+
+
+def test_request_id_generated_echoed_and_bad_ones_replaced(server: LiveServer) -> None:
+    with server.client() as client:
+        generated = client.get("/healthz").headers["x-request-id"]
+        echoed = client.get("/healthz", headers={"X-Request-ID": "abc-12345"})
+        hostile = client.get("/healthz", headers={"X-Request-ID": "x y\tinjection=1"})
+    assert len(generated) == 16
+    assert echoed.headers["x-request-id"] == "abc-12345"
+    assert hostile.headers["x-request-id"] != "x y\tinjection=1"
+
+
+def test_security_headers_on_every_response(server: LiveServer) -> None:
+    with server.client() as client:
+        for response in (client.get("/healthz"), client.get("/nope")):
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert "'unsafe-inline'" not in response.headers["content-security-policy"]
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["referrer-policy"] == "same-origin"
