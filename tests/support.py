@@ -62,3 +62,57 @@ def start_server(settings: Settings, app: Starlette | None = None) -> LiveServer
     if not server.started:
         raise RuntimeError("server did not start")
     return LiveServer(app, settings, f"http://127.0.0.1:{port}", server, thread)
+
+
+PASSWORD = "correct horse battery"
+
+
+def add_user(
+    settings: Settings, email: str, *, admin: bool = False, name: str = "", password: str = PASSWORD
+) -> str:
+    """Create an account straight in the database (as `vidbox user create` does); returns id."""
+    import asyncio
+
+    from vidbox.auth.users import create_user
+    from vidbox.services import open_services
+
+    async def go() -> str:
+        async with open_services(settings) as services, services.db.session() as session:
+            user = await create_user(
+                session, email=email, password=password, name=name, is_admin=admin
+            )
+            return user.id
+
+    return asyncio.run(go())
+
+
+def api_login(client: httpx.Client, email: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def csrf_from(html: str) -> str:
+    import re
+
+    match = re.search(r'name="_csrf" value="([^"]+)"', html) or re.search(
+        r'name="csrf-token" content="([^"]+)"', html
+    )
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def browser_login(client: httpx.Client, email: str, password: str = PASSWORD) -> str:
+    """Sign in through the login form like a browser; returns a CSRF token for later posts."""
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={"email": email, "password": password, "_csrf": csrf_from(page.text)},
+    )
+    assert response.status_code == 303, response.text
+    return csrf_from(client.get("/settings").text)

@@ -121,6 +121,15 @@ def check(config_file: Path | None, data_dir: Path | None) -> None:
     click.echo("All checks passed.")
 
 
+def _register_subcommands() -> None:
+    from vidbox.cli_users import user
+
+    cli.add_command(user)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     # Keep the CLI's own messages readable when stdout is a pipe (tests, systemd).
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

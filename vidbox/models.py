@@ -59,3 +59,63 @@ class SetupToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class AuthSession(SQLModel, table=True):
+    """One sign-in: a browser session, an API login (a refresh-token family) or a personal API
+    token. Revoking the row signs out everything issued under it."""
+
+    __tablename__ = "auth_sessions"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE", max_length=32)
+    kind: str = Field(max_length=16)  # "browser" | "api" | "personal"
+    name: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class AuthToken(SQLModel, table=True):
+    """A credential under a session, stored as a SHA-256 of the token."""
+
+    __tablename__ = "auth_tokens"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    session_id: str = Field(
+        foreign_key="auth_sessions.id", index=True, ondelete="CASCADE", max_length=32
+    )
+    kind: str = Field(max_length=16)  # "cookie" | "access" | "refresh" | "personal"
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # A refresh token is used once; a second use means it leaked.
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Invite(SQLModel, table=True):
+    __tablename__ = "invites"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    token_hash: str = Field(unique=True, max_length=64)
+    email: str = Field(default="", max_length=320)
+    created_by: str | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL", max_length=32
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    used_by: str | None = Field(
+        default=None, foreign_key="users.id", ondelete="SET NULL", max_length=32
+    )
+
+
+class RateLimit(SQLModel, table=True):
+    """Fixed-window counters, kept in the database so several processes share them."""
+
+    __tablename__ = "rate_limits"
+
+    key: str = Field(primary_key=True, max_length=200)
+    window_start: datetime = Field(sa_type=UTCDateTime)
+    count: int = Field(default=0)

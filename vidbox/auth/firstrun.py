@@ -10,7 +10,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.auth.secrets import hash_token, new_token
+from vidbox.auth.users import create_user
 from vidbox.db import Database
+from vidbox.errors import NotFound
 from vidbox.models import SetupToken, User, utcnow
 
 SETUP_TOKEN_TTL = timedelta(hours=24)
@@ -42,3 +44,18 @@ async def find_setup_token(session: AsyncSession, token: str) -> SetupToken | No
     if await count_users(session):
         return None
     return row
+
+
+async def claim_first_admin(
+    db: Database, token: str, *, email: str, password: str, name: str = ""
+) -> User:
+    """Create the first admin with a valid setup token, all in one transaction (two people
+    racing for the box cannot both win: the write lock is held from the first read)."""
+    async with db.session() as session:
+        row = await find_setup_token(session, token)
+        if row is None:
+            raise NotFound("This setup link is no longer valid.")
+        user = await create_user(session, email=email, password=password, name=name, is_admin=True)
+        row.used_at = utcnow()
+        session.add(row)
+    return user

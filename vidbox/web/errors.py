@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from vidbox.errors import VidboxError
 
@@ -31,6 +32,20 @@ MESSAGES = {
     500: "The server ran into a problem. It has been logged; if it happens again, tell the "
     "person who runs this box and mention the request id below.",
 }
+
+
+class LoginRequired(VidboxError):
+    """A browser asked for a page that needs sign-in: answered with a redirect to /login."""
+
+    status = 401
+    default_detail = "Sign in to see this page."
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return RedirectResponse("/login?next=" + quote(target, safe=""), status_code=303)
 
 
 def wants_html(request: Request) -> bool:
@@ -68,6 +83,8 @@ def render_error(
 
 async def vidbox_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VidboxError)
+    if isinstance(exc, LoginRequired):
+        return login_redirect(request)
     return render_error(request, exc.status, exc.detail, body=exc.body(), headers=exc.headers)
 
 

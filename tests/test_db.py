@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+import vidbox.models
+from vidbox.db import Database, migrate_sync, schema_status
+
+
+def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    migrate_sync(path)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    engine.dispose()
+    assert diff == [], "models and migrations disagree; add a migration"
+    current, head = schema_status(path)
+    assert current == head
+
+
+def test_upgrade_from_the_first_migration_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    migrate_sync(path, "0001")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, name, password_hash, is_admin, disabled, created_at)"
+            " VALUES ('u1', 'ann@example.org', 'Ann', 'x', 1, 0, '2026-01-02 03:04:05')"
+        )
+    assert schema_status(path)[0] == "0001"
+
+    async def upgrade_and_read() -> vidbox.models.User | None:
+        db = Database(path)
+        try:
+            await db.migrate()
+            async with db.read() as session:
+                return await session.get(vidbox.models.User, "u1")
+        finally:
+            await db.close()
+
+    user = asyncio.run(upgrade_and_read())
+    assert user is not None
+    assert user.email == "ann@example.org"
+    assert user.created_at.isoformat() == "2026-01-02T03:04:05+00:00"
+    current, head = schema_status(path)
+    assert current == head != "0001"
+
+
+def test_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
+    async def pragmas() -> tuple[str, int, int]:
+        db = Database(tmp_path / "p.db")
+        try:
+            await db.migrate()
+            async with db.read() as session:
+                conn = await session.connection()
+                mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+                fks = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+                busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+                return mode, fks, busy
+        finally:
+            await db.close()
+
+    mode, fks, busy = asyncio.run(pragmas())
+    assert mode == "wal"
+    assert fks == 1
+    assert busy >= 5000

@@ -1,0 +1,168 @@
+"""``vidbox user ...``: manage accounts from the shell (works while the server runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from vidbox.auth.sessions import revoke_user_sessions
+from vidbox.auth.users import create_user, get_user, list_users, set_password
+from vidbox.errors import VidboxError
+from vidbox.services import Services, open_services
+
+T = TypeVar("T")
+
+
+def _run(ctx: click.Context, action: Callable[[Services], Awaitable[T]]) -> T:
+    from vidbox.cli import settings_from
+
+    settings = settings_from(ctx.obj.get("config_file"), ctx.obj.get("data_dir"))
+
+    async def go() -> T:
+        async with open_services(settings) as services:
+            return await action(services)
+
+    try:
+        return asyncio.run(go())
+    except VidboxError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat it: "):
+        raise click.ClickException("the two passwords differ")
+    return first
+
+
+def box_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--config and --data-dir on every subcommand, stored on the context for _run."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+        ctx.ensure_object(dict)[param.name] = value
+
+    fn = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        expose_value=False,
+        callback=remember,
+        help="TOML config file.",
+    )(fn)
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        expose_value=False,
+        callback=remember,
+        help="Data directory.",
+    )(fn)
+
+
+@click.group()
+def user() -> None:
+    """Add, list and change accounts."""
+
+
+@user.command("create")
+@box_options
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--admin", is_flag=True, help="Make the account an administrator.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def create(ctx: click.Context, email: str, name: str, admin: bool, password_stdin: bool) -> None:
+    """Create an account."""
+    password = _read_password(password_stdin)
+
+    async def action(services: Services) -> str:
+        async with services.db.session() as session:
+            created = await create_user(
+                session, email=email, password=password, name=name, is_admin=admin
+            )
+            return created.email
+
+    click.echo(f"Created {'admin ' if admin else ''}account {_run(ctx, action)}.")
+
+
+@user.command("list")
+@box_options
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """List accounts."""
+
+    async def action(services: Services) -> list[tuple[str, str, str]]:
+        async with services.db.read() as session:
+            users = await list_users(session)
+        return [
+            (
+                u.email,
+                u.name,
+                ",".join(f for f, on in (("admin", u.is_admin), ("disabled", u.disabled)) if on),
+            )
+            for u in users
+        ]
+
+    rows = _run(ctx, action)
+    if not rows:
+        click.echo("No accounts yet.")
+    for email, name, flags in rows:
+        click.echo(f"{email}\t{name}\t{flags}".rstrip())
+
+
+@user.command("set-password")
+@box_options
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def set_password_cmd(ctx: click.Context, email: str, password_stdin: bool) -> None:
+    """Set an account's password (signs it out everywhere)."""
+    password = _read_password(password_stdin)
+
+    async def action(services: Services) -> None:
+        async with services.db.session() as session:
+            await set_password(session, await get_user(session, email), password)
+        async with services.db.read() as session:
+            found = await get_user(session, email)
+        await revoke_user_sessions(services.db, found.id, kinds=("browser", "api"))
+
+    _run(ctx, action)
+    click.echo(f"Password changed for {email.strip().lower()}.")
+
+
+def _set_disabled(ctx: click.Context, email: str, disabled: bool) -> None:
+    async def action(services: Services) -> None:
+        async with services.db.session() as session:
+            found = await get_user(session, email)
+            found.disabled = disabled
+            session.add(found)
+        if disabled:
+            await revoke_user_sessions(services.db, found.id, kinds=("browser", "api", "personal"))
+
+    _run(ctx, action)
+    click.echo(f"{email.strip().lower()} is {'disabled' if disabled else 'enabled'}.")
+
+
+@user.command("disable")
+@box_options
+@click.argument("email")
+@click.pass_context
+def disable(ctx: click.Context, email: str) -> None:
+    """Stop an account from signing in and revoke its sessions and tokens."""
+    _set_disabled(ctx, email, True)
+
+
+@user.command("enable")
+@box_options
+@click.argument("email")
+@click.pass_context
+def enable(ctx: click.Context, email: str) -> None:
+    """Let a disabled account sign in again."""
+    _set_disabled(ctx, email, False)

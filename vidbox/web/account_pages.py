@@ -1,0 +1,161 @@
+"""Pages for getting in: first-admin setup, sign in, sign out, sign up (open or invited)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vidbox.auth.firstrun import claim_first_admin, find_setup_token
+from vidbox.auth.invites import find_invite, register
+from vidbox.auth.login import sign_in
+from vidbox.auth.sessions import revoke_session, start_browser_session
+from vidbox.errors import NotFound, VidboxError
+from vidbox.models import User
+from vidbox.web.auth import (
+    check_csrf,
+    clear_session_cookie,
+    current_principal,
+    optional_user,
+    require_user,
+    safe_next,
+    set_session_cookie,
+)
+from vidbox.web.deps import services_of
+from vidbox.web.inputs import client_ip, form_body
+from vidbox.web.render import redirect, render
+
+
+async def _signed_in_redirect(request: Request, user: User, target: str = "/") -> Response:
+    services = services_of(request)
+    token = await start_browser_session(
+        services.db,
+        user,
+        days=services.settings.auth.session_days,
+        agent=request.headers.get("user-agent", ""),
+    )
+    response = redirect(safe_next(target))
+    set_session_cookie(request, response, token)
+    return response
+
+
+def _form_error(exc: VidboxError) -> str:
+    return exc.detail
+
+
+async def setup(request: Request) -> Response:
+    db = services_of(request).db
+    token = request.query_params.get("token", "")
+    async with db.read() as session:
+        valid = token and await find_setup_token(session, token)
+    if not valid:
+        raise NotFound("This setup link is not valid any more.")
+    if request.method == "GET":
+        return await render(request, "setup.html", {"token": token, "form": {}, "error": ""})
+    await check_csrf(request)
+    form = await form_body(request)
+    try:
+        user = await claim_first_admin(
+            db,
+            token,
+            email=form.get("email", ""),
+            password=form.get("password", ""),
+            name=form.get("name", ""),
+        )
+    except VidboxError as exc:
+        if exc.status == 404:
+            raise
+        context = {"token": token, "form": form, "error": _form_error(exc)}
+        return await render(request, "setup.html", context, status=exc.status)
+    return await _signed_in_redirect(request, user)
+
+
+async def login(request: Request) -> Response:
+    target = safe_next(request.query_params.get("next"))
+    if request.method == "GET":
+        if await optional_user(request):
+            return redirect(target)
+        context = {"next": target, "email": "", "error": ""}
+        return await render(request, "login.html", context)
+    await check_csrf(request)
+    form = await form_body(request)
+    email = form.get("email", "")
+    try:
+        user = await sign_in(
+            services_of(request).db,
+            email=email,
+            password=form.get("password", ""),
+            ip=client_ip(request),
+        )
+    except VidboxError as exc:
+        context = {"next": target, "email": email, "error": exc.detail}
+        response = await render(request, "login.html", context, status=exc.status)
+        response.headers.update(exc.headers)
+        return response
+    return await _signed_in_redirect(request, user, target)
+
+
+async def logout(request: Request) -> Response:
+    if request.method == "GET":
+        if not await optional_user(request):
+            return redirect("/login")
+        return await render(request, "logout.html")
+    principal = await current_principal(request)  # checks CSRF for the cookie session
+    if principal is not None:
+        await revoke_session(services_of(request).db, principal.session.id)
+    response = redirect("/login", flash="You are signed out.")
+    clear_session_cookie(response)
+    return response
+
+
+async def signup(request: Request) -> Response:
+    """/register (open registration) and /invite/{token} (invited)."""
+    services = services_of(request)
+    mode = services.settings.auth.registration
+    invite_token = request.path_params.get("token")
+    if invite_token is None and mode != "open":
+        raise NotFound("Registration is closed here. Ask an admin of this box for an account.")
+    if invite_token is not None:
+        async with services.db.read() as session:
+            invite = await find_invite(session, invite_token)
+        if invite is None or mode == "closed":
+            raise NotFound("This invite link has expired or was already used.")
+        fixed_email = invite.email
+    else:
+        fixed_email = ""
+    context = {"form": {"email": fixed_email}, "fixed_email": fixed_email, "error": ""}
+    if request.method == "GET":
+        if await optional_user(request):
+            return redirect("/")
+        return await render(request, "register.html", context)
+    await check_csrf(request)
+    form = await form_body(request)
+    try:
+        user = await register(
+            services.db,
+            "invite" if invite_token else mode,
+            email=fixed_email or form.get("email", ""),
+            password=form.get("password", ""),
+            name=form.get("name", ""),
+            invite_token=invite_token,
+        )
+    except VidboxError as exc:
+        context |= {"form": form | {"email": fixed_email or form.get("email", "")}}
+        context["error"] = exc.detail
+        return await render(request, "register.html", context, status=exc.status)
+    return await _signed_in_redirect(request, user)
+
+
+async def home(request: Request) -> Response:
+    user = await require_user(request)
+    return await render(request, "dashboard.html", {"page_user": user})
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/setup", setup, methods=["GET", "POST"]),
+    Route("/login", login, methods=["GET", "POST"]),
+    Route("/logout", logout, methods=["GET", "POST"]),
+    Route("/register", signup, methods=["GET", "POST"]),
+    Route("/invite/{token}", signup, methods=["GET", "POST"]),
+]

@@ -1,0 +1,105 @@
+"""/admin: accounts and invites (jobs and storage status join as those parts land)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vidbox.auth.invites import create_invite, list_open_invites
+from vidbox.auth.sessions import revoke_user_sessions
+from vidbox.auth.users import change_flags, create_user, list_users
+from vidbox.errors import VidboxError
+from vidbox.models import User
+from vidbox.web.auth import require_admin
+from vidbox.web.deps import services_of
+from vidbox.web.inputs import flag, form_body
+from vidbox.web.render import redirect, render
+
+
+async def _page(
+    request: Request, *, error: str = "", invite_url: str = "", status: int = 200
+) -> Response:
+    services = services_of(request)
+    async with services.db.read() as session:
+        users = await list_users(session)
+    context = {
+        "users": users,
+        "invites": await list_open_invites(services.db),
+        "registration": services.settings.auth.registration,
+        "error": error,
+        "invite_url": invite_url,
+    }
+    return await render(request, "admin.html", context, status=status)
+
+
+async def admin_page(request: Request) -> Response:
+    await require_admin(request)
+    return await _page(request)
+
+
+async def add_user(request: Request) -> Response:
+    await require_admin(request)
+    form = await form_body(request)
+    try:
+        async with services_of(request).db.session() as session:
+            user = await create_user(
+                session,
+                email=form.get("email", ""),
+                password=form.get("password", ""),
+                name=form.get("name", ""),
+                is_admin=flag(form, "is_admin"),
+            )
+    except VidboxError as exc:
+        return await _page(request, error=exc.detail, status=exc.status)
+    return redirect("/admin", flash=f"Account {user.email} created.")
+
+
+ACTIONS: dict[str, dict[str, bool]] = {
+    "disable": {"disabled": True},
+    "enable": {"disabled": False},
+    "make-admin": {"is_admin": True},
+    "remove-admin": {"is_admin": False},
+}
+
+
+async def user_action(request: Request) -> Response:
+    actor = await require_admin(request)
+    action = ACTIONS.get(request.path_params["action"])
+    if action is None:
+        return await _page(request, error="Unknown action.", status=400)
+    db = services_of(request).db
+    try:
+        async with db.session() as session:
+            user: User = await change_flags(
+                session, actor, request.path_params["user_id"], **action
+            )
+    except VidboxError as exc:
+        return await _page(request, error=exc.detail, status=exc.status)
+    if action.get("disabled"):
+        await revoke_user_sessions(db, user.id, kinds=("browser", "api", "personal"))
+    return redirect("/admin", flash=f"{user.email} updated.")
+
+
+async def add_invite(request: Request) -> Response:
+    admin = await require_admin(request)
+    services = services_of(request)
+    form = await form_body(request)
+    if services.settings.auth.registration != "invite":
+        return await _page(
+            request, error='Set auth.registration = "invite" to use invites.', status=409
+        )
+    try:
+        _, token = await create_invite(services.db, admin, email=form.get("email", ""))
+    except VidboxError as exc:
+        return await _page(request, error=exc.detail, status=exc.status)
+    base = services.settings.server.base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return await _page(request, invite_url=f"{base}/invite/{token}")
+
+
+routes = [
+    Route("/admin", admin_page, methods=["GET"]),
+    Route("/admin/users", add_user, methods=["POST"]),
+    Route("/admin/users/{user_id}/{action}", user_action, methods=["POST"]),
+    Route("/admin/invites", add_invite, methods=["POST"]),
+]

@@ -1,0 +1,103 @@
+"""/settings: display name, password, sign out everywhere, personal API tokens."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vidbox.auth.passwords import verify_password
+from vidbox.auth.sessions import (
+    create_personal_token,
+    list_personal_tokens,
+    revoke_session,
+    revoke_user_sessions,
+)
+from vidbox.auth.users import check_name, set_password
+from vidbox.errors import VidboxError
+from vidbox.models import User
+from vidbox.web.auth import clear_session_cookie, require_user
+from vidbox.web.deps import services_of
+from vidbox.web.inputs import form_body
+from vidbox.web.render import redirect, render
+
+
+async def _page(
+    request: Request, user: User, *, error: str = "", new_token: str = "", status: int = 200
+) -> Response:
+    tokens = await list_personal_tokens(services_of(request).db, user)
+    context = {"tokens": tokens, "error": error, "new_token": new_token}
+    return await render(request, "settings.html", context, status=status)
+
+
+async def settings_page(request: Request) -> Response:
+    return await _page(request, await require_user(request))
+
+
+async def save_profile(request: Request) -> Response:
+    user = await require_user(request)
+    form = await form_body(request)
+    try:
+        name = check_name(form.get("name", ""))
+    except VidboxError as exc:
+        return await _page(request, user, error=exc.detail, status=exc.status)
+    async with services_of(request).db.session() as session:
+        fresh = await session.get(User, user.id)
+        assert fresh is not None
+        fresh.name = name
+        session.add(fresh)
+    return redirect("/settings", flash="Your name is saved.")
+
+
+async def change_password(request: Request) -> Response:
+    user = await require_user(request)
+    form = await form_body(request)
+    db = services_of(request).db
+    if not await verify_password(user.password_hash, form.get("current_password", "")):
+        return await _page(request, user, error="Your current password is not right.", status=400)
+    try:
+        async with db.session() as session:
+            fresh = await session.get(User, user.id)
+            assert fresh is not None
+            await set_password(session, fresh, form.get("new_password", ""))
+    except VidboxError as exc:
+        return await _page(request, user, error=exc.detail, status=exc.status)
+    # A new password ends every other sign-in: whoever knew the old one is out.
+    await revoke_user_sessions(db, user.id, kinds=("browser", "api"))
+    response = redirect("/login", flash="Password changed. Sign in with the new one.")
+    clear_session_cookie(response)
+    return response
+
+
+async def sign_out_everywhere(request: Request) -> Response:
+    user = await require_user(request)
+    await revoke_user_sessions(services_of(request).db, user.id, kinds=("browser", "api"))
+    response = redirect("/login", flash="You are signed out on every device.")
+    clear_session_cookie(response)
+    return response
+
+
+async def create_token(request: Request) -> Response:
+    user = await require_user(request)
+    form = await form_body(request)
+    name = " ".join(form.get("name", "").split())[:100]
+    if not name:
+        return await _page(request, user, error="Give the token a name.", status=400)
+    _, token = await create_personal_token(services_of(request).db, user, name)
+    return await _page(request, user, new_token=token)
+
+
+async def revoke_token(request: Request) -> Response:
+    user = await require_user(request)
+    await revoke_session(services_of(request).db, request.path_params["token_id"], user_id=user.id)
+    return redirect("/settings", flash="Token revoked.")
+
+
+routes = [
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings/profile", save_profile, methods=["POST"]),
+    Route("/settings/password", change_password, methods=["POST"]),
+    Route("/settings/signout-everywhere", sign_out_everywhere, methods=["POST"]),
+    Route("/settings/tokens", create_token, methods=["POST"]),
+    Route("/settings/tokens/{token_id}/revoke", revoke_token, methods=["POST"]),
+]
