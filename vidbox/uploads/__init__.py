@@ -1,0 +1,32 @@
+"""Uploads: the spool that keeps unfinished uploads on disk, checks on what is uploaded, and
+the tus header helpers. No HTTP or database code lives here; the routes call into it."""
+
+from __future__ import annotations
+
+from vidbox.uploads.spool import (
+    ChecksumMismatch,
+    EmptyUpload,
+    OffsetMismatch,
+    TooLarge,
+    UploadError,
+    UploadLocked,
+    UploadNotFound,
+    UploadSpool,
+    check_upload_id,
+)
+from vidbox.uploads.validation import check_upload, clean_filename, sniff_container
+
+__all__ = [
+    "ChecksumMismatch",
+    "EmptyUpload",
+    "OffsetMismatch",
+    "TooLarge",
+    "UploadError",
+    "UploadLocked",
+    "UploadNotFound",
+    "UploadSpool",
+    "check_upload",
+    "check_upload_id",
+    "clean_filename",
+    "sniff_container",
+]

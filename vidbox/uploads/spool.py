@@ -1,0 +1,491 @@
+"""The upload spool: where bytes of unfinished uploads live until the video is ingested.
+
+Layout of ``root`` for an upload id (32 lowercase hex characters):
+
+- ``<id>.part``   the bytes received so far; its size is the upload offset. Nothing else
+                  records the offset, so a restart or ``kill -9`` cannot make them disagree.
+- ``<id>.json``   what the caller passed as ``info`` plus ``length``; replaced atomically.
+- ``<id>.verify`` exists only while a checksummed append runs: the offset to roll back to if
+                  the process dies before the checksum is verified, so unverified bytes are
+                  never taken for received ones.
+
+An append holds a per-upload ``asyncio.Lock`` (cheap, this process) and an exclusive
+``fcntl.flock`` on the data file (other processes sharing the spool). Neither waits: a second
+writer gets UploadLocked at once.
+
+The synchronous methods (create, info, touch, delete, ...) do small blocking file operations,
+some with fsync; call them through ``asyncio.to_thread`` from a busy event loop if needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vidbox.uploads.tus import checksum_algorithm
+
+# Received bytes are gathered up to this size before one write, which keeps memory flat and
+# the number of thread hand-offs low.
+WRITE_BUFFER_BYTES = 1024 * 1024
+
+_ID = re.compile(r"[0-9a-f]{32}")
+_DATETIME_KEYS = ("created_at", "expires_at")
+# A dedicated pool: a long upload's disk writes should not queue behind unrelated to_thread work.
+_DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
+
+T = TypeVar("T")
+
+
+class UploadError(Exception):
+    """An upload was refused. ``detail`` is a sentence for the user, ``status`` the HTTP status
+    the web layer should answer with."""
+
+    status: int = 400
+    default_detail = "The upload was refused."
+
+    def __init__(self, detail: str | None = None, *, status: int | None = None) -> None:
+        self.detail = detail or self.default_detail
+        if status is not None:
+            self.status = status
+        super().__init__(self.detail)
+
+
+class UploadNotFound(UploadError):
+    status = 404
+    default_detail = "There is no such upload. It may have expired or been cancelled."
+
+
+class OffsetMismatch(UploadError):
+    status = 409
+    default_detail = "The upload offset does not match what the server has."
+
+    def __init__(self, current: int) -> None:
+        super().__init__(
+            f"The server has {current} bytes of this upload; send the rest from there."
+        )
+        self.current = current
+
+
+class TooLarge(UploadError):
+    status = 413
+    default_detail = "The upload is larger than allowed."
+
+
+class ChecksumMismatch(UploadError):
+    status = 460
+    default_detail = "The data does not match its checksum; send this part again."
+
+
+class UploadLocked(UploadError):
+    status = 423
+    default_detail = "Another request is already sending this upload; try again in a moment."
+
+
+class EmptyUpload(UploadError):
+    status = 400
+    default_detail = "The file is empty."
+
+
+def check_upload_id(upload_id: str) -> str:
+    """``upload_id`` if it is 32 lowercase hex characters (uuid4().hex), else ValueError."""
+    if not isinstance(upload_id, str) or not _ID.fullmatch(upload_id):
+        raise ValueError(f"upload id must be 32 lowercase hex characters, not {upload_id!r}")
+    return upload_id
+
+
+def _known_id(upload_id: str) -> str:
+    # Ids arrive in URLs: a malformed one simply names no upload.
+    try:
+        return check_upload_id(upload_id)
+    except ValueError:
+        raise UploadNotFound() from None
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes a create/rename/unlink in the folder survive a power cut, not just a crash.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray, position: int, hasher: Any = None) -> None:
+    # pwrite at an explicit position makes a retry after a failed or cancelled write idempotent.
+    # Hashing happens here, off the event loop: hashlib releases the GIL for big buffers.
+    if hasher is not None:
+        hasher.update(data)
+    with memoryview(data) as view:
+        while view:
+            written = os.pwrite(fd, view, position)
+            position += written
+            view = view[written:]
+
+
+def _truncate(fd: int, size: int) -> None:
+    os.ftruncate(fd, size)
+    os.fsync(fd)
+
+
+async def _on_disk_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run blocking file work off the event loop. If the awaiting task is cancelled, the work
+    still finishes (or is done here) before the cancellation goes on, so the caller never
+    touches a file descriptor a thread is still writing to, and no received byte is dropped."""
+    job = _DISK.submit(func, *args)
+    try:
+        return await asyncio.wrap_future(job)
+    except asyncio.CancelledError:
+        if job.cancel():  # had not started: do it here
+            func(*args)
+        else:
+            job.result()  # running: wait for it
+        raise
+
+
+def _encode_info(info: dict[str, Any]) -> bytes:
+    def default(value: Any) -> str:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        raise TypeError(f"upload info value {value!r} cannot be stored as JSON")
+
+    return json.dumps(info, default=default, sort_keys=True).encode("utf-8")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class UploadSpool:
+    """Unfinished uploads as files under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def data_path(self, upload_id: str) -> Path:
+        return self.root / f"{check_upload_id(upload_id)}.part"
+
+    def _info_path(self, upload_id: str) -> Path:
+        return self.root / f"{check_upload_id(upload_id)}.json"
+
+    def _verify_path(self, upload_id: str) -> Path:
+        return self.root / f"{check_upload_id(upload_id)}.verify"
+
+    def create(self, upload_id: str, *, length: int, info: dict[str, Any]) -> None:
+        """Start an upload of ``length`` bytes. ``info`` is kept as JSON (datetimes become ISO
+        8601 strings); ``created_at`` defaults to now. Raises FileExistsError for a used id."""
+        if length < 0:
+            raise ValueError("upload length cannot be negative")
+        data_path = self.data_path(upload_id)
+        record = {"created_at": datetime.now(UTC), **info, "length": length}
+        encoded = _encode_info(record)
+        # The data file comes first: a crash between the two leaves an orphan part file that
+        # orphans() reports, never an info file that points at nothing.
+        fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            _write_atomic(self._info_path(upload_id), encoded)
+        except BaseException:
+            data_path.unlink(missing_ok=True)
+            raise
+
+    def info(self, upload_id: str) -> dict[str, Any]:
+        """The stored info; ``created_at`` and ``expires_at`` come back as aware datetimes."""
+        try:
+            raw = self._info_path(_known_id(upload_id)).read_bytes()
+        except FileNotFoundError:
+            raise UploadNotFound() from None
+        record = json.loads(raw)
+        for key in _DATETIME_KEYS:
+            if isinstance(record.get(key), str):
+                record[key] = _aware(datetime.fromisoformat(record[key]))
+        return record
+
+    def touch(self, upload_id: str, expires_at: datetime) -> None:
+        """Move the expiry of an upload, e.g. after each received part."""
+        record = self.info(upload_id)
+        record["expires_at"] = _aware(expires_at)
+        _write_atomic(self._info_path(upload_id), _encode_info(record))
+
+    def offset(self, upload_id: str) -> int:
+        """Bytes received and kept so far. While a checksummed append is in flight, or after a
+        crash during one, the unverified bytes are not counted."""
+        try:
+            size = self.data_path(_known_id(upload_id)).stat().st_size
+        except FileNotFoundError:
+            raise UploadNotFound() from None
+        rollback = self._read_rollback(upload_id)
+        return size if rollback is None else min(size, rollback)
+
+    def _read_rollback(self, upload_id: str) -> int | None:
+        try:
+            return int(self._verify_path(upload_id).read_text())
+        except FileNotFoundError:
+            return None
+
+    def ids(self) -> list[str]:
+        """Ids of the uploads that have an info file."""
+        return sorted(path.stem for path in self.root.glob("*.json") if _ID.fullmatch(path.stem))
+
+    def expired(self, now: datetime) -> list[str]:
+        """Ids whose ``expires_at`` is before ``now``. Uploads without one never expire."""
+        now = _aware(now)
+        found = []
+        for upload_id in self.ids():
+            try:
+                expires_at = self.info(upload_id).get("expires_at")
+            except (UploadNotFound, ValueError):
+                continue
+            if isinstance(expires_at, datetime) and expires_at < now:
+                found.append(upload_id)
+        return found
+
+    def orphans(self, *, older_than: datetime | None = None) -> list[Path]:
+        """Files no upload owns: part or verify files without an info file, and temp files a
+        crash left behind. A one-shot (stream_to_spool) file is a part file without info too,
+        so a cleaner should pass ``older_than`` to spare the ones still being ingested."""
+        known = set(self.ids())
+        found = []
+        for path in self.root.iterdir():
+            name = path.name
+            is_temp = name.startswith(".") and name.endswith(".tmp")
+            stray = path.suffix in {".part", ".verify"} and path.stem not in known
+            if not (is_temp or stray):
+                continue
+            if older_than is not None:
+                try:
+                    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                except FileNotFoundError:
+                    continue
+                if modified >= _aware(older_than):
+                    continue
+            found.append(path)
+        return sorted(found)
+
+    def delete(self, upload_id: str) -> bool:
+        """Remove an upload's files. Returns False when there was nothing to remove; raises
+        UploadLocked while an append is running on it."""
+        if not _ID.fullmatch(upload_id):
+            return False
+        lock = self._locks.get(upload_id)
+        if lock is not None and lock.locked():
+            raise UploadLocked()
+        data_path = self.data_path(upload_id)
+        try:
+            fd = os.open(data_path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UploadLocked() from None
+            removed = False
+            # Info first: if we die halfway, what is left is an orphan, not a broken upload.
+            for path in (self._info_path(upload_id), self._verify_path(upload_id), data_path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed = True
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return removed
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, upload_id: str) -> AsyncIterator[int]:
+        """The data file, opened for writing and owned by this task alone."""
+        data_path = self.data_path(_known_id(upload_id))
+        lock = self._locks.setdefault(upload_id, asyncio.Lock())
+        if lock.locked():
+            raise UploadLocked()
+        # Never waits: the lock is free, so acquire() returns without yielding to the loop.
+        await lock.acquire()
+        try:
+            if not self._info_path(upload_id).exists():
+                raise UploadNotFound()
+            try:
+                fd = os.open(data_path, os.O_RDWR)
+            except FileNotFoundError:
+                raise UploadNotFound() from None
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UploadLocked() from None
+                yield fd
+            finally:
+                os.close(fd)  # also releases the flock
+        finally:
+            lock.release()
+            if not lock.locked():
+                self._locks.pop(upload_id, None)
+
+    def _roll_back_unverified(self, upload_id: str, fd: int) -> int:
+        """Drop bytes a crashed checksummed append left behind; returns the offset."""
+        rollback = self._read_rollback(upload_id)
+        if rollback is not None:
+            if os.fstat(fd).st_size > rollback:
+                _truncate(fd, rollback)
+            self._verify_path(upload_id).unlink()
+        return os.fstat(fd).st_size
+
+    async def append(
+        self,
+        upload_id: str,
+        expected_offset: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        length: int,
+        checksum: tuple[str, bytes] | None = None,
+    ) -> int:
+        """Write a request body at ``expected_offset``; returns the new offset.
+
+        Raises OffsetMismatch (nothing written) when the offset is not the current one,
+        TooLarge after keeping the bytes up to ``length`` when the body goes past it,
+        ChecksumMismatch when ``checksum`` (algorithm, digest of this body) does not match.
+        If ``chunks`` raises (client gone), the bytes received so far are kept and synced, then
+        the error is re-raised. With a checksum nothing unverified is kept: a failed, cut or
+        oversized body leaves the upload at ``expected_offset``.
+        """
+        hasher = None
+        if checksum:  # guards against corruption in transit, not against an attacker
+            hasher = hashlib.new(checksum_algorithm(checksum[0]), usedforsecurity=False)
+        async with self._exclusive(upload_id) as fd:
+            current = await _on_disk_thread(self._roll_back_unverified, upload_id, fd)
+            if expected_offset != current:
+                raise OffsetMismatch(current)
+            if checksum:
+                await _on_disk_thread(
+                    _write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
+                )
+            written = expected_offset  # bytes at or before this position are in the file
+            buffer = bytearray()
+            too_large = False
+            try:
+                async for chunk in chunks:
+                    room = length - written - len(buffer)
+                    if len(chunk) > room:
+                        chunk, too_large = chunk[:room], True
+                    buffer += chunk
+                    if len(buffer) >= WRITE_BUFFER_BYTES or too_large:
+                        await _on_disk_thread(_pwrite_all, fd, buffer, written, hasher)
+                        written += len(buffer)
+                        buffer.clear()
+                    if too_large:
+                        break
+                await _on_disk_thread(_pwrite_all, fd, buffer, written, hasher)
+                written += len(buffer)
+                buffer.clear()
+                await _on_disk_thread(os.fsync, fd)
+            except Exception:
+                await _on_disk_thread(
+                    self._settle_broken_body,
+                    upload_id,
+                    fd,
+                    buffer,
+                    written,
+                    expected_offset,
+                    checksum,
+                )
+                raise
+            except BaseException:
+                # Cancelled: awaiting again is not dependable here, so settle inline.
+                self._settle_broken_body(upload_id, fd, buffer, written, expected_offset, checksum)
+                raise
+            if checksum:
+                verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
+                if verified:
+                    await _on_disk_thread(self._verify_path(upload_id).unlink)
+                else:
+                    await _on_disk_thread(self._discard_unverified, upload_id, fd, expected_offset)
+                    if not too_large:
+                        raise ChecksumMismatch()
+            if too_large:
+                raise TooLarge(f"The upload is {length} bytes; this part goes past the end.")
+            return written
+
+    def _discard_unverified(self, upload_id: str, fd: int, expected_offset: int) -> None:
+        _truncate(fd, expected_offset)
+        self._verify_path(upload_id).unlink(missing_ok=True)
+
+    def _settle_broken_body(
+        self,
+        upload_id: str,
+        fd: int,
+        buffer: bytearray,
+        written: int,
+        expected_offset: int,
+        checksum: tuple[str, bytes] | None,
+    ) -> None:
+        if checksum:
+            self._discard_unverified(upload_id, fd, expected_offset)
+            return
+        # The buffer may hold bytes whose write failed halfway; pwrite makes rewriting them safe.
+        # If the disk itself is failing this raises too; the original error still propagates.
+        with contextlib.suppress(OSError):
+            _pwrite_all(fd, buffer, written)
+            os.fsync(fd)
+
+    async def stream_to_spool(
+        self, upload_id: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+    ) -> int:
+        """Write a whole one-shot upload (multipart) to ``data_path(upload_id)``; returns its
+        size. On TooLarge (as soon as ``max_bytes`` is passed), EmptyUpload or any error from
+        ``chunks``, the partial file is removed: a one-shot upload cannot be resumed."""
+        data_path = self.data_path(upload_id)
+        fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        written = 0
+        buffer = bytearray()
+        try:
+            async for chunk in chunks:
+                if written + len(buffer) + len(chunk) > max_bytes:
+                    raise TooLarge(f"The file is larger than the {max_bytes}-byte limit.")
+                buffer += chunk
+                if len(buffer) >= WRITE_BUFFER_BYTES:
+                    await _on_disk_thread(_pwrite_all, fd, buffer, written)
+                    written += len(buffer)
+                    buffer.clear()
+            await _on_disk_thread(_pwrite_all, fd, buffer, written)
+            written += len(buffer)
+            buffer.clear()
+            if written == 0:
+                raise EmptyUpload()
+            await _on_disk_thread(os.fsync, fd)
+        except BaseException:
+            os.close(fd)
+            data_path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return written
