@@ -1,0 +1,271 @@
+"""Stored objects as HTTP responses: ranges, validators, conditional requests, downloads.
+
+Every media route (owner pages and share links) answers through ``object_response`` or
+``media_response``. Range handling follows RFC 9110 and is written here rather than taken from
+Starlette's FileResponse, which answers 400 to a malformed Range that the RFC says to ignore.
+A missing object raises ``ObjectNotFound``; the app's error handlers turn that into a 404.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import unicodedata
+from contextlib import suppress
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import TYPE_CHECKING, Final, Literal
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from vidbox.storage import ObjectInfo, Storage
+
+if TYPE_CHECKING:
+    from vidbox.config import Settings
+
+DEFAULT_CACHE: Final = "private, max-age=0, must-revalidate"
+UNSATISFIABLE: Final = "unsatisfiable"
+MAX_FILENAME_CHARS: Final = 150
+
+CONTENT_TYPES: Final = {
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".m4s": "video/mp4",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".avi": "video/x-msvideo",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".vtt": "text/vtt",
+    ".json": "application/json",
+}
+
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+# Unicode categories that must never reach a file name: controls (NUL, newlines), format
+# characters (bidi overrides such as U+202E, zero-width joiners), surrogates, private use,
+# unassigned, and line/paragraph separators.
+_FORBIDDEN_CATEGORIES: Final = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def content_type_for(key: str) -> str:
+    ext = os.path.splitext(key)[1].lower()
+    return CONTENT_TYPES.get(ext) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """The inclusive byte range a Range header asks for, given the object size.
+
+    None means "send the whole object": no header, a malformed one, another unit, or several
+    ranges (RFC 9110 lets a server ignore Range, and multipart/byteranges is not worth it for
+    video players, which ask for one range). "unsatisfiable" means answer 416.
+    """
+    if not header:
+        return None
+    unit, sep, spec_list = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes":
+        return None
+    specs = [spec.strip() for spec in spec_list.split(",") if spec.strip()]
+    if len(specs) != 1:
+        return None
+    match = _RANGE_SPEC.fullmatch(specs[0])
+    if not match:
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:
+        if not last:
+            return None  # "bytes=-" is malformed
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else None
+    if end is not None and end < start:
+        return None  # an invalid range-spec makes the whole header invalid: ignore it
+    if start >= size:
+        return UNSATISFIABLE
+    return start, size - 1 if end is None else min(end, size - 1)
+
+
+def safe_filename(name: str) -> str:
+    """A download name with no path, control, bidi or quote characters, at most 150 characters
+    and keeping its extension. Never empty."""
+    name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    cleaned = "".join(
+        ch for ch in name if ch != '"' and unicodedata.category(ch) not in _FORBIDDEN_CATEGORIES
+    )
+    # No hidden files or "..", and no trailing dots or spaces (Windows drops them).
+    cleaned = " ".join(cleaned.split()).strip(" .")
+    stem, ext = os.path.splitext(cleaned)
+    if len(ext) > 16 or " " in ext:
+        stem, ext = cleaned, ""
+    stem = stem[: MAX_FILENAME_CHARS - len(ext)].rstrip(" .")
+    return (stem or "download") + ext
+
+
+def _ascii_fallback(name: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", name)
+    text = "".join(
+        ch if 32 <= ord(ch) < 127 and ch not in '"\\%' else "_"
+        for ch in decomposed
+        if not unicodedata.combining(ch)
+    )
+    stem, ext = os.path.splitext(text)
+    if not stem.strip("_ ."):
+        stem = "download"
+    return stem + ext
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII ``filename`` for old clients and the exact UTF-8 name in
+    ``filename*`` (RFC 6266 / RFC 8187), both from ``safe_filename``."""
+    clean = safe_filename(name)
+    encoded = quote(clean, safe="")
+    return f"attachment; filename=\"{_ascii_fallback(clean)}\"; filename*=UTF-8''{encoded}"
+
+
+def _http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    with suppress(TypeError, ValueError, IndexError):
+        parsed = parsedate_to_datetime(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _entity_tags(header: str) -> list[str]:
+    return [tag.strip() for tag in header.split(",") if tag.strip()]
+
+
+def _not_modified(request: Request, etag: str, info: ObjectInfo) -> bool:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        # Weak comparison (RFC 9110 13.1.2): W/ prefixes are ignored.
+        tags = {tag.removeprefix("W/") for tag in _entity_tags(if_none_match)}
+        return "*" in tags or etag in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since:
+        since = _parse_http_date(if_modified_since)
+        if since is not None:
+            return info.modified.replace(microsecond=0) <= since
+    return False
+
+
+def _if_range_matches(value: str, etag: str, info: ObjectInfo) -> bool:
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag  # strong comparison: a weak tag never matches
+    moment = _parse_http_date(value)
+    return moment is not None and moment == info.modified.replace(microsecond=0)
+
+
+class _ObjectStream(StreamingResponse):
+    """Closes the storage stream however the response ends (client gone, error), so a file
+    handle or S3 connection is released now rather than whenever the generator is collected."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def object_response(
+    request: Request,
+    storage: Storage,
+    key: str,
+    *,
+    content_type: str,
+    cache: str = DEFAULT_CACHE,
+    download_name: str | None = None,
+) -> Response:
+    """The object under ``key`` as a 200, 206, 304 or 416 response, streamed from storage.
+
+    HEAD gets the same headers as GET without a body. Raises ObjectNotFound.
+    """
+    info = await storage.stat(key)
+    etag = f'"{info.etag}"'
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Last-Modified": _http_date(info.modified),
+        "Cache-Control": cache,
+        # Uploaded content must never be sniffed into something executable.
+        "X-Content-Type-Options": "nosniff",
+    }
+    if download_name is not None:
+        headers["Content-Disposition"] = content_disposition(download_name)
+
+    if _not_modified(request, etag, info):
+        return Response(status_code=304, headers=headers)
+
+    wanted = parse_range(request.headers.get("range"), info.size)
+    if_range = request.headers.get("if-range")
+    if wanted is not None and if_range is not None and not _if_range_matches(if_range, etag, info):
+        wanted = None  # the client's copy is stale: send the whole new object
+    if wanted == UNSATISFIABLE:
+        headers["Content-Range"] = f"bytes */{info.size}"
+        return Response(status_code=416, headers=headers)
+
+    if isinstance(wanted, tuple):
+        start, end = wanted
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+    else:
+        start, end = 0, info.size - 1
+        status = 200
+    headers["Content-Length"] = str(end - start + 1)
+
+    if request.method == "HEAD" or info.size == 0:
+        return Response(status_code=status, headers=headers, media_type=content_type)
+    return _ObjectStream(
+        storage.open_range(key, start, end),
+        status_code=status,
+        headers=headers,
+        media_type=content_type,
+    )
+
+
+async def media_response(
+    request: Request,
+    settings: Settings,
+    storage: Storage,
+    key: str,
+    *,
+    content_type: str,
+    cache: str = DEFAULT_CACHE,
+    download_name: str | None = None,
+) -> Response:
+    """Like ``object_response``, but in ``serve = "redirect"`` mode a 302 to a short-lived
+    presigned URL when the backend can make one (S3), so bytes bypass vidbox."""
+    if settings.storage.serve == "redirect":
+        await storage.stat(key)  # a missing object is our 404, not an S3 error page
+        url = await storage.presigned_get(
+            key,
+            expires_seconds=settings.storage.presign_seconds,
+            filename=download_name,
+            content_type=content_type,
+        )
+        if url is not None:
+            # The URL expires, so neither the redirect nor its target may be cached by us.
+            return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+    return await object_response(
+        request,
+        storage,
+        key,
+        content_type=content_type,
+        cache=cache,
+        download_name=download_name,
+    )
