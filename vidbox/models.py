@@ -119,3 +119,149 @@ class RateLimit(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=200)
     window_start: datetime = Field(sa_type=UTCDateTime)
     count: int = Field(default=0)
+
+
+class VideoStatus:
+    UPLOADING = "UPLOADING"
+    PROCESSING = "PROCESSING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+class Video(SQLModel, table=True):
+    __tablename__ = "videos"
+    __table_args__ = (sa.Index("ix_videos_owner_created", "owner_id", "created_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    owner_id: str = Field(foreign_key="users.id", ondelete="CASCADE", max_length=32)
+    title: str = Field(default="", max_length=200)
+    # The uploader's file name, cleaned; kept as metadata only (storage keys are ours).
+    filename: str = Field(default="", max_length=255)
+    size_bytes: int = Field(default=0)
+    content_type: str = Field(default="", max_length=100)
+    container: str = Field(default="", max_length=16)
+    status: str = Field(default=VideoStatus.UPLOADING, max_length=16, index=True)
+    progress: int = Field(default=0)
+    error: str | None = Field(default=None, max_length=500)
+    duration_seconds: float | None = Field(default=None)
+    width: int | None = Field(default=None)
+    height: int | None = Field(default=None)
+    fps: float | None = Field(default=None)
+    video_codec: str | None = Field(default=None, max_length=32)
+    audio_codec: str | None = Field(default=None, max_length=32)
+    original_key: str | None = Field(default=None, max_length=500)
+    thumbnail_key: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ready_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Rendition(SQLModel, table=True):
+    """One HLS rung of a video: a media playlist plus fMP4 init and segments in storage."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (sa.UniqueConstraint("video_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    video_id: str = Field(foreign_key="videos.id", index=True, ondelete="CASCADE", max_length=32)
+    name: str = Field(max_length=16)  # "720p"
+    width: int
+    height: int
+    bandwidth: int  # peak bits/s, for the master playlist
+    average_bandwidth: int
+    codecs: str = Field(default="", max_length=100)
+    frame_rate: float | None = Field(default=None)
+    copied: bool = Field(default=False)  # remuxed from the source, not re-encoded
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Upload(SQLModel, table=True):
+    """A resumable (tus) upload. The bytes and the offset live in the spool file."""
+
+    __tablename__ = "uploads"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    video_id: str = Field(foreign_key="videos.id", unique=True, ondelete="CASCADE", max_length=32)
+    owner_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE", max_length=32)
+    length: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class JobState:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # a permanent error: retrying cannot help
+    DEAD = "dead"  # retries used up
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (sa.Index("ix_jobs_claim", "state", "lane", "run_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    # "media" jobs (FFmpeg) and "small" jobs (mail, cleanup) have separate worker limits.
+    lane: str = Field(default="small", max_length=16)
+    payload: str = Field(default="{}")  # JSON
+    state: str = Field(default=JobState.QUEUED, max_length=16)
+    attempts: int = Field(default=0)
+    max_attempts: int = Field(default=5)
+    run_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    worker: str | None = Field(default=None, max_length=100)
+    last_error: str | None = Field(default=None)
+    # At most one live job per key (e.g. "process_video:<id>").
+    idempotency_key: str | None = Field(default=None, unique=True, max_length=200)
+    video_id: str | None = Field(default=None, index=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class ShareLink(SQLModel, table=True):
+    __tablename__ = "share_links"
+    __table_args__ = (sa.Index("ix_share_links_owner_created", "owner_id", "created_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    video_id: str = Field(foreign_key="videos.id", index=True, ondelete="CASCADE", max_length=32)
+    owner_id: str = Field(foreign_key="users.id", ondelete="CASCADE", max_length=32)
+    # SHA-256 of the URL token; the token itself is derived from the id and the box's key.
+    token_hash: str = Field(unique=True, max_length=64)
+    visibility: str = Field(max_length=16)  # "public" | "private"
+    emails: str = Field(default="[]")  # JSON list of lower-cased addresses
+    expires_in: str = Field(max_length=16)  # the preset chosen: "1h" ... "forever"
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    allow_download: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_viewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    view_count: int = Field(default=0)
+
+
+class ShareGrant(SQLModel, table=True):
+    """A one-time sign-in link mailed for a private share link; ``used_at`` makes it single use."""
+
+    __tablename__ = "share_grants"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    link_id: str = Field(
+        foreign_key="share_links.id", index=True, ondelete="CASCADE", max_length=32
+    )
+    email: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "notifications"
+    __table_args__ = (sa.Index("ix_notifications_user_created", "user_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", max_length=32)
+    text: str = Field(max_length=500)
+    url: str = Field(default="", max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
