@@ -1,0 +1,47 @@
+"""The durable job queue and the tasks it runs.
+
+A job is a row in the ``jobs`` table (see vidbox.models.Job). Code that wants work done calls
+``vidbox.jobs.queue.enqueue(session, kind, payload, ...)`` inside its own transaction, so the job
+exists exactly when the change that asked for it is committed. ``JobRunner`` (queue.py) claims
+runnable jobs atomically, runs the handler registered for their kind with a ``JobContext``, and
+records the outcome:
+
+- the handler returns: the job succeeded;
+- it raises ``PermanentJobError``: the job failed for good (e.g. unreadable media), no retry;
+- it raises anything else: a transient failure, retried with exponential backoff and jitter
+  until ``max_attempts``, then the job is ``dead`` (visible to admins, who can retry it);
+- it is cancelled (shutdown, or the video was deleted): the job is requeued (shutdown) or
+  dropped (deletion) without counting an attempt.
+
+Handlers must be idempotent: a job may run again after a crash (its lease expires and it is
+reclaimed) or a retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidbox.services import Services
+
+
+class PermanentJobError(Exception):
+    """Retrying cannot help. ``str(exc)`` is a sentence a person understands."""
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    kind: str
+    payload: dict[str, Any]
+    attempt: int  # 1 for the first run
+    services: Services
+
+
+Handler = Callable[[JobContext], Awaitable[None]]
+
+# Lanes have separate concurrency limits so mail never waits behind a transcode.
+MEDIA_LANE = "media"
+SMALL_LANE = "small"
