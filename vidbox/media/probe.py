@@ -1,0 +1,271 @@
+"""What a video file contains, read from FFmpeg's own description of its input.
+
+There is no ffprobe in imageio-ffmpeg, so the probe runs ``ffmpeg -i FILE`` and also decodes
+the first frame into the null muxer: that proves the video really decodes and makes FFmpeg
+print the size of the frame as displayed (after applying the rotation).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from vidbox.media.errors import NO_VIDEO_STREAM, NOT_A_VIDEO, MediaError, diagnose_failure
+from vidbox.media.runner import run_ffmpeg
+
+# FFmpeg prints several lines per chapter and metadata tag; the Input section must fit.
+PROBE_STDERR_LINES = 5000
+
+
+@dataclass(frozen=True)
+class Probe:
+    duration_seconds: float | None
+    width: int  # displayed: after rotation and after a non-square sample aspect ratio
+    height: int
+    coded_width: int
+    coded_height: int
+    rotation: int  # clockwise degrees a player turns the picture: 0, 90, 180 or 270
+    fps: float
+    video_codec: str  # FFmpeg's codec name: h264, hevc, vp9...
+    video_profile: str | None  # "High", "Constrained Baseline", "Profile 0"...
+    pix_fmt: str
+    audio_codec: str | None
+    bitrate: int | None  # whole file, bits per second
+    sample_aspect_ratio: str  # "1:1" for square pixels
+    has_audio: bool
+    container: str  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+
+    @property
+    def is_portrait(self) -> bool:
+        return self.height > self.width
+
+    @property
+    def short_side(self) -> int:
+        return min(self.width, self.height)
+
+
+# Containers that hold media themselves. Playlists and indirections (hls, dash, concat,
+# image2 patterns...) are refused: an upload named .mp4 that is really a playlist would make
+# FFmpeg read other files on the server, or the network, into the published video.
+SAFE_DEMUXERS = (
+    "mov,matroska,avi,mpegts,mpeg,flv,asf,ogg,mxf,dv,nut,ivf,gif,"
+    "h264,hevc,m4v,mpegvideo,yuv4mpegpipe"
+)
+
+
+def input_args(path: Path) -> list[str]:
+    """``-i path`` for an uploaded file, restricted to local media containers."""
+    return [
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        SAFE_DEMUXERS,
+        "-i",
+        # file: keeps a colon in the name from being read as a protocol.
+        f"file:{path}",
+    ]
+
+
+def probe_args(path: Path) -> list[str]:
+    """FFmpeg arguments whose stderr ``parse_probe`` reads."""
+    # 0:V skips cover art and thumbnails that containers store as extra video streams.
+    return ["-hide_banner", *input_args(path), "-map", "0:V:0", "-frames:v", "1", "-f", "null", "-"]
+
+
+async def probe(path: Path) -> Probe:
+    """Describe ``path``; raise MediaError when it is no decodable video."""
+    stderr = await run_ffmpeg(probe_args(path), stderr_lines=PROBE_STDERR_LINES)
+    return parse_probe(stderr)
+
+
+_INPUT = re.compile(r"^Input #0, (?P<format>.+), from '")
+_DURATION = re.compile(
+    r"^\s*Duration: (?P<duration>N/A|\d+:\d\d:\d\d(?:\.\d+)?)"
+    r"(?:, start: [^,]+)?, bitrate: (?P<bitrate>N/A|\d+ kb/s)"
+)
+_STREAM = re.compile(r"^\s*Stream #\d+:\d+\S*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): ")
+_SIZE = re.compile(r"^(\d+)x(\d+)")
+_SAR = re.compile(r"SAR (\d+):(\d+)")
+_FPS = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
+_PROFILE = re.compile(r"^\w+ \(([^)]*)\)")
+_DISPLAY_MATRIX = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.I)
+_ROTATE_TAG = re.compile(r"^\s*rotate\s*: (-?\d+)\s*$")
+_FRAMES_DONE = re.compile(r"^frame=\s*(\d+)")
+
+
+def parse_probe(stderr: str) -> Probe:
+    """Read ``probe_args`` output. Raises MediaError (permanent) when there is no video."""
+    lines = stderr.splitlines()
+    input_start = next((i for i, line in enumerate(lines) if _INPUT.match(line)), None)
+    if input_start is None:
+        raise _failure(stderr)
+    output_start = next(
+        (i for i, line in enumerate(lines) if line.startswith("Output #0")), len(lines)
+    )
+    input_lines = lines[input_start:output_start]
+    container = _INPUT.match(lines[input_start]).group("format")  # type: ignore[union-attr]
+
+    duration = bitrate = None
+    for line in input_lines:
+        match = _DURATION.match(line)
+        if match:
+            duration = _parse_clock(match.group("duration"))
+            bitrate = _parse_kbps(match.group("bitrate"))
+            break
+
+    video_index = _first_stream(input_lines, "Video", skip_attached=True)
+    if video_index is None:
+        raise MediaError(NO_VIDEO_STREAM, permanent=True)
+    video = _stream_fields(input_lines[video_index])
+    audio_index = _first_stream(input_lines, "Audio")
+    audio_codec = _codec(_stream_fields(input_lines[audio_index])) if audio_index else None
+
+    coded_width, coded_height = _size(video)
+    sar = _sar(input_lines[video_index])
+    rotation = _rotation(input_lines[video_index + 1 :])
+
+    decoded = _decoded_stream(lines[output_start:])
+    if decoded is None or not _first_frame_decoded(lines):
+        raise _failure(stderr)
+    # The null output shows the frame as it will be filtered: already turned upright, with
+    # the sample aspect ratio turned along with it.
+    shown_width, shown_height = _size(_stream_fields(decoded))
+    shown_sar = _sar(decoded)
+    width, height = _display_size(shown_width, shown_height, shown_sar)
+
+    return Probe(
+        duration_seconds=duration,
+        width=width,
+        height=height,
+        coded_width=coded_width,
+        coded_height=coded_height,
+        rotation=rotation,
+        fps=_fps(input_lines[video_index]),
+        video_codec=_codec(video),
+        video_profile=_profile(video[0]),
+        pix_fmt=video[1].split("(")[0] if len(video) > 1 else "",
+        audio_codec=audio_codec,
+        bitrate=bitrate,
+        sample_aspect_ratio=f"{sar.numerator}:{sar.denominator}",
+        has_audio=audio_codec is not None,
+        container=container,
+    )
+
+
+def _failure(stderr: str) -> MediaError:
+    diagnosis = diagnose_failure(stderr, 0.0)
+    return MediaError(diagnosis.reason, permanent=diagnosis.permanent)
+
+
+def _first_stream(lines: list[str], kind: str, *, skip_attached: bool = False) -> int | None:
+    for i, line in enumerate(lines):
+        match = _STREAM.match(line)
+        if not match or match.group("kind") != kind:
+            continue
+        if skip_attached and "(attached pic)" in line:
+            continue
+        return i
+    return None
+
+
+def _stream_fields(line: str) -> list[str]:
+    """The comma-separated fields after "Video: ", not splitting inside parentheses."""
+    body = line.split(": ", 1)[1].split(": ", 1)[1]
+    fields: list[str] = []
+    depth = 0
+    current = ""
+    for char in body:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if char == "," and depth == 0:
+            fields.append(current.strip())
+            current = ""
+        else:
+            current += char
+    fields.append(current.strip())
+    return fields
+
+
+def _codec(fields: list[str]) -> str:
+    return fields[0].split()[0]
+
+
+def _profile(first_field: str) -> str | None:
+    match = _PROFILE.match(first_field)
+    # "(avc1 / 0x31637661)" is the codec tag, not a profile.
+    if match and " / 0x" not in match.group(1):
+        return match.group(1)
+    return None
+
+
+def _size(fields: list[str]) -> tuple[int, int]:
+    for field in fields:
+        match = _SIZE.match(field)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    raise MediaError(NOT_A_VIDEO, permanent=True)
+
+
+def _sar(line: str) -> Fraction:
+    match = _SAR.search(line)
+    if not match or int(match.group(1)) == 0 or int(match.group(2)) == 0:
+        return Fraction(1)
+    return Fraction(int(match.group(1)), int(match.group(2)))
+
+
+def _fps(line: str) -> float:
+    values = {kind: float(num) * (1000 if k else 1) for num, k, kind in _FPS.findall(line)}
+    return values.get("fps") or values.get("tbr") or 0.0
+
+
+def _rotation(following: list[str]) -> int:
+    """Clockwise rotation from the side data or the legacy rotate tag of one stream."""
+    for line in following:
+        if _STREAM.match(line):
+            break
+        match = _DISPLAY_MATRIX.search(line)
+        if match:
+            # The display matrix angle is counter-clockwise.
+            return round(-float(match.group(1)) / 90) * 90 % 360
+        match = _ROTATE_TAG.match(line)
+        if match:
+            return round(int(match.group(1)) / 90) * 90 % 360
+    return 0
+
+
+def _decoded_stream(output_lines: list[str]) -> str | None:
+    return next((line for line in output_lines if _STREAM.match(line)), None)
+
+
+def _first_frame_decoded(lines: list[str]) -> bool:
+    for line in reversed(lines):
+        match = _FRAMES_DONE.match(line.strip())
+        if match:
+            return int(match.group(1)) > 0
+    return False
+
+
+def _display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
+    if sar == 1:
+        return width, height
+    # Stretch one side, never shrink: pixels wider than tall widen the picture.
+    if sar > 1:
+        return round(width * sar), height
+    return width, round(height / sar)
+
+
+def _parse_clock(text: str) -> float | None:
+    if text == "N/A":
+        return None
+    hours, minutes, seconds = text.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _parse_kbps(text: str) -> int | None:
+    if text == "N/A":
+        return None
+    return int(text.split()[0]) * 1000
