@@ -10,11 +10,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from vidbox.config import Settings
 from vidbox.datadir import load_secret_key, prepare_data_dir
 from vidbox.db import Database
 from vidbox.health import FFmpegCheck, check_data_dir, check_database
+from vidbox.mail import Mailer
+from vidbox.storage import Storage, load
+from vidbox.uploads import UploadSpool
+
+if TYPE_CHECKING:
+    from vidbox.jobs.runner import JobRunner
+
+
+async def check_storage(storage: Storage) -> str:
+    await storage.check()
+    return storage.describe()
 
 
 @dataclass
@@ -22,6 +34,12 @@ class Services:
     settings: Settings
     db: Database
     secret_key: bytes
+    storage: Storage
+    # One spool per process: it holds the per-upload locks.
+    spool: UploadSpool
+    mailer: Mailer
+    # Set by the app's lifespan once the job runner is started; None in CLI tools.
+    runner: JobRunner | None = None
     ffmpeg_check: FFmpegCheck = field(default_factory=FFmpegCheck)
 
     def readiness_checks(self) -> dict[str, Callable[[], Awaitable[str]]]:
@@ -29,6 +47,7 @@ class Services:
             "database": partial(check_database, self.db),
             "data_dir": partial(check_data_dir, self.settings.data_dir),
             "ffmpeg": self.ffmpeg_check,
+            "storage": partial(check_storage, self.storage),
         }
 
 
@@ -37,8 +56,17 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prepare_data_dir(settings)
     secret_key = load_secret_key(settings.secret_key_path)
     db = Database(settings.database_path)
+    storage = load(settings)
     try:
         await db.migrate()
-        yield Services(settings=settings, db=db, secret_key=secret_key)
+        yield Services(
+            settings=settings,
+            db=db,
+            secret_key=secret_key,
+            storage=storage,
+            spool=UploadSpool(settings.spool_dir),
+            mailer=Mailer.from_settings(settings),
+        )
     finally:
+        await storage.close()
         await db.close()

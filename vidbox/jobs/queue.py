@@ -1,0 +1,421 @@
+"""The job queue's table operations: enqueue, claim, outcomes and the admin helpers.
+
+Every state change is one short write transaction (``BEGIN IMMEDIATE``), so
+several workers or processes sharing the database never both take a job. A running job is
+owned through its *claim*: the worker name plus the attempt number written when it was taken.
+Outcome writes match on both, so a worker that lost its job (its lease expired and another
+worker reclaimed it, or the video was deleted) changes nothing.
+
+State machine (see vidbox.models.JobState)::
+
+    queued --claim--> running --succeeded-------------> succeeded
+                        |   \\--PermanentJobError-----> failed
+                        |    \\--other error: attempts left? queued (run_at + backoff) : dead
+                        \\--shutdown / lease expired--> queued
+    failed, dead --retry_job--> queued
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from vidbox.db import Database
+from vidbox.jobs import MEDIA_LANE, SMALL_LANE
+from vidbox.models import Job, JobState, utcnow
+
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 30 * 60.0
+# Each delay is cut by up to this fraction at random, so jobs that failed together (the mail
+# server was down) do not all come back in the same second. Less than half, so a later attempt
+# always waits longer than an earlier one.
+BACKOFF_JITTER = 0.25
+
+LIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
+FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD)
+ALL_STATES = (*LIVE_STATES, *FINISHED_STATES)
+LANES = (MEDIA_LANE, SMALL_LANE)
+
+LEASE_EXPIRED_MESSAGE = "The worker running this job stopped before it finished."
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """How long to wait before the run after failed attempt number ``attempt`` (1, 2, ...)."""
+    doublings = min(max(attempt - 1, 0), 30)  # past the cap anyway; keeps the float finite
+    raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**doublings)
+    return raw * (1 - BACKOFF_JITTER * (rng or random).random())
+
+
+def job_payload(job: Job) -> dict[str, Any]:
+    data = json.loads(job.payload or "{}")
+    if not isinstance(data, dict):
+        raise ValueError("job payload is not a JSON object")
+    return data
+
+
+# -- enqueue --------------------------------------------------------------------------------
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    lane: str = SMALL_LANE,
+    idempotency_key: str | None = None,
+    video_id: str | None = None,
+    max_attempts: int = 5,
+    run_at: datetime | None = None,
+) -> Job:
+    """Add a job inside the caller's transaction; it exists exactly when that commits.
+
+    With ``idempotency_key``: while a job with that key is queued or running, that job is
+    returned and nothing is added. A finished job holding the key is deleted to make room (its
+    outcome is superseded by the new job). Call the runner's ``wake()`` after the commit.
+    """
+    if lane not in LANES:
+        raise ValueError(f"unknown job lane {lane!r}")
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    encoded = json.dumps(payload)  # fails here, in the caller, if it is not JSON
+    if idempotency_key is not None:
+        existing = (
+            await session.exec(select(Job).where(Job.idempotency_key == idempotency_key))
+        ).first()
+        if existing is not None:
+            if existing.state in LIVE_STATES:
+                return existing
+            await session.delete(existing)
+            await session.flush()
+    now = utcnow()
+    job = Job(
+        kind=kind,
+        lane=lane,
+        payload=encoded,
+        max_attempts=max_attempts,
+        run_at=run_at or now,
+        idempotency_key=idempotency_key,
+        video_id=video_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def release_idempotency_key(session: AsyncSession, job_id: int) -> None:
+    """Let a running job give up its key, so the next job with that key can be enqueued while
+    this one is still running (a periodic job scheduling its successor)."""
+    await session.exec(
+        update(Job)  # type: ignore[call-overload]
+        .where(col(Job.id) == job_id)
+        .values(idempotency_key=None, updated_at=utcnow())
+    )
+
+
+# -- claim and outcomes (used by the runner) --------------------------------------------------
+
+
+def _owned(job: Job, worker: str) -> Any:
+    """Matches the row only while this claim (worker + attempt) still holds it."""
+    return (
+        (col(Job.id) == job.id)
+        & (col(Job.state) == JobState.RUNNING)
+        & (col(Job.worker) == worker)
+        & (col(Job.attempts) == job.attempts)
+    )
+
+
+async def reclaim_expired(session: AsyncSession, now: datetime) -> int:
+    """Make jobs whose lease ran out (their process died or hung) runnable again. The attempt
+    they were on stays counted, so a job that kills its process every time ends up dead."""
+    result = await session.exec(
+        update(Job)  # type: ignore[call-overload]
+        .where(
+            col(Job.state) == JobState.RUNNING,
+            or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now),
+        )
+        .values(
+            state=JobState.QUEUED,
+            lease_until=None,
+            worker=None,
+            last_error=LEASE_EXPIRED_MESSAGE,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)
+
+
+async def claim_next(
+    db: Database,
+    *,
+    lane: str,
+    kinds: Iterable[str],
+    worker: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> Job | None:
+    """Take the oldest runnable job of ``lane`` whose kind is in ``kinds``, or None.
+
+    Jobs of kinds this worker has no handler for are left for a process that has one. Expired
+    leases (of any lane) are reclaimed in the same transaction.
+    """
+    now = now or utcnow()
+    kinds = list(kinds)
+    if not kinds:
+        return None
+    async with db.session() as session:
+        await reclaim_expired(session, now)
+        job = (
+            await session.exec(
+                select(Job)
+                .where(
+                    col(Job.state) == JobState.QUEUED,
+                    col(Job.lane) == lane,
+                    col(Job.kind).in_(kinds),
+                    col(Job.run_at) <= now,
+                )
+                .order_by(col(Job.run_at), col(Job.id))
+                .limit(1)
+            )
+        ).first()
+        if job is None:
+            return None
+        job.state = JobState.RUNNING
+        job.attempts += 1
+        job.lease_until = now + timedelta(seconds=lease_seconds)
+        job.worker = worker
+        job.updated_at = now
+        session.add(job)
+    return job
+
+
+async def _update_owned(db: Database, job: Job, owner: str, /, **values: Any) -> bool:
+    async with db.session() as session:
+        result = await session.exec(
+            update(Job).where(_owned(job, owner)).values(**values)  # type: ignore[call-overload]
+        )
+        return bool(result.rowcount)
+
+
+async def renew_lease(
+    db: Database, job: Job, *, worker: str, lease_seconds: float, now: datetime | None = None
+) -> bool:
+    """Extend the lease; False when the claim was lost (job deleted or reclaimed)."""
+    now = now or utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    return await _update_owned(db, job, worker, lease_until=until, updated_at=now)
+
+
+async def mark_succeeded(
+    db: Database, job: Job, *, worker: str, now: datetime | None = None
+) -> bool:
+    now = now or utcnow()
+    return await _update_owned(
+        db,
+        job,
+        worker,
+        state=JobState.SUCCEEDED,
+        lease_until=None,
+        finished_at=now,
+        updated_at=now,
+    )
+
+
+async def mark_failed(
+    db: Database,
+    job: Job,
+    message: str,
+    *,
+    worker: str,
+    state: str = JobState.FAILED,
+    now: datetime | None = None,
+) -> bool:
+    """A final failure: ``failed`` (permanent error) or ``dead`` (attempts used up)."""
+    if state not in (JobState.FAILED, JobState.DEAD):
+        raise ValueError(f"{state!r} is not a failed state")
+    now = now or utcnow()
+    return await _update_owned(
+        db,
+        job,
+        worker,
+        state=state,
+        last_error=message,
+        lease_until=None,
+        finished_at=now,
+        updated_at=now,
+    )
+
+
+async def mark_retry(
+    db: Database,
+    job: Job,
+    message: str,
+    *,
+    worker: str,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> str | None:
+    """A transient failure: back to ``queued`` after a backoff, or ``dead`` when this was the
+    last allowed attempt. Returns the new state, or None when the claim was lost."""
+    now = now or utcnow()
+    if job.attempts >= job.max_attempts:
+        done = await mark_failed(db, job, message, worker=worker, state=JobState.DEAD, now=now)
+        return JobState.DEAD if done else None
+    run_at = now + timedelta(seconds=backoff_seconds(job.attempts, rng))
+    done = await _update_owned(
+        db,
+        job,
+        worker,
+        state=JobState.QUEUED,
+        run_at=run_at,
+        last_error=message,
+        lease_until=None,
+        worker=None,
+        updated_at=now,
+    )
+    return JobState.QUEUED if done else None
+
+
+async def requeue(db: Database, job: Job, *, worker: str, now: datetime | None = None) -> bool:
+    """Put back a job that was interrupted through no fault of its own (shutdown): runnable at
+    once, and the interrupted attempt does not count."""
+    now = now or utcnow()
+    return await _update_owned(
+        db,
+        job,
+        worker,
+        state=JobState.QUEUED,
+        attempts=func.max(col(Job.attempts) - 1, 0),
+        run_at=now,
+        lease_until=None,
+        worker=None,
+        updated_at=now,
+    )
+
+
+async def work_pending(db: Database, kinds: Iterable[str], *, now: datetime | None = None) -> bool:
+    """Is a job of ``kinds`` runnable now, or is any job running (anywhere)?"""
+    now = now or utcnow()
+    runnable = (
+        (col(Job.state) == JobState.QUEUED)
+        & col(Job.kind).in_(list(kinds))
+        & (col(Job.run_at) <= now)
+    )
+    async with db.read() as session:
+        found = await session.exec(
+            select(Job.id).where(runnable | (col(Job.state) == JobState.RUNNING)).limit(1)
+        )
+        return found.first() is not None
+
+
+# -- cancelling ----------------------------------------------------------------------------
+
+
+async def cancel_video_jobs(session: AsyncSession, video_id: str) -> list[int]:
+    """Remove the live jobs of a deleted video inside the caller's transaction; returns the ids
+    of those that were running. Their rows are deleted too: the runner that owns one notices
+    (``JobRunner.cancel_video`` at once in this process, the next lease renewal in any other)
+    and cancels the handler without recording an outcome."""
+    running = list(
+        (
+            await session.exec(
+                select(Job.id).where(
+                    col(Job.video_id) == video_id, col(Job.state) == JobState.RUNNING
+                )
+            )
+        ).all()
+    )
+    await session.exec(
+        delete(Job).where(  # type: ignore[call-overload]
+            col(Job.video_id) == video_id, col(Job.state).in_(LIVE_STATES)
+        )
+    )
+    return [job_id for job_id in running if job_id is not None]
+
+
+# -- admin helpers ---------------------------------------------------------------------------
+
+
+async def list_jobs(
+    db: Database,
+    states: Sequence[str] = (JobState.FAILED, JobState.DEAD),
+    limit: int = 50,
+) -> list[Job]:
+    """Jobs in ``states``, most recently changed first."""
+    async with db.read() as session:
+        rows = await session.exec(
+            select(Job)
+            .where(col(Job.state).in_(list(states)))
+            .order_by(col(Job.updated_at).desc(), col(Job.id).desc())
+            .limit(limit)
+        )
+        return list(rows.all())
+
+
+async def retry_job(db: Database, job_id: int) -> Job | None:
+    """Run a job again from scratch, now: back to queued with its attempts reset. None when
+    there is no such job; a running job is returned unchanged (it is already being run)."""
+    now = utcnow()
+    async with db.session() as session:
+        job = await session.get(Job, job_id)
+        if job is None or job.state == JobState.RUNNING:
+            return job
+        job.state = JobState.QUEUED
+        job.attempts = 0
+        job.run_at = now
+        job.lease_until = None
+        job.worker = None
+        job.finished_at = None
+        job.updated_at = now
+        session.add(job)
+    return job
+
+
+async def queue_stats(db: Database, *, now: datetime | None = None) -> dict[str, Any]:
+    """For the admin page and health checks::
+
+    {"states": {"queued": 3, "running": 1, "succeeded": 9, "failed": 0, "dead": 1},
+     "lanes": {"media": {"queued": 2, ...}, "small": {...}},
+     "runnable": 2,                  # queued with run_at <= now
+     "oldest_runnable_seconds": 84.2 # how long the longest-waiting runnable job has
+                                     # waited since its run_at; None when none is waiting
+     "expired_leases": 0}            # running jobs whose worker stopped renewing
+    """
+    now = now or utcnow()
+    lanes: dict[str, dict[str, int]] = {lane: dict.fromkeys(ALL_STATES, 0) for lane in LANES}
+    states = dict.fromkeys(ALL_STATES, 0)
+    async with db.read() as session:
+        counts = await session.exec(
+            select(Job.lane, Job.state, func.count()).group_by(col(Job.lane), col(Job.state))
+        )
+        for lane, state, count in counts.all():
+            lanes.setdefault(lane, dict.fromkeys(ALL_STATES, 0))[state] = count
+            states[state] = states.get(state, 0) + count
+        runnable = col(Job.state) == JobState.QUEUED, col(Job.run_at) <= now
+        waiting, oldest = (
+            await session.exec(select(func.count(), func.min(Job.run_at)).where(*runnable))
+        ).one()
+        expired = (
+            await session.exec(
+                select(func.count()).where(
+                    col(Job.state) == JobState.RUNNING,
+                    or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now),
+                )
+            )
+        ).one()
+    return {
+        "states": states,
+        "lanes": lanes,
+        "runnable": int(waiting),
+        "oldest_runnable_seconds": (now - oldest).total_seconds() if oldest else None,
+        "expired_leases": int(expired),
+    }

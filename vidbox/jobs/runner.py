@@ -1,0 +1,445 @@
+"""JobRunner: asyncio workers that claim jobs from the database and run their handlers.
+
+Each lane has its own worker slots, so mail never waits behind a transcode. A worker claims a
+job (queue.claim_next), runs the handler in a task of its own, renews the job's lease every
+third of the lease while it runs, stops it when it overruns its kind's timeout, and records the
+outcome. All state that matters is in the database: a second process sharing it behaves the
+same, and a process killed mid-job loses nothing (the lease expires, the job is reclaimed).
+Wake-ups after an enqueue are only a shortcut past the polling interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, PermanentJobError
+from vidbox.jobs.queue import (
+    LEASE_EXPIRED_MESSAGE,
+    cancel_video_jobs,
+    claim_next,
+    enqueue,
+    job_payload,
+    mark_failed,
+    mark_retry,
+    mark_succeeded,
+    renew_lease,
+    requeue,
+    work_pending,
+)
+from vidbox.logs import log_fields
+from vidbox.models import Job, JobState, utcnow
+
+if TYPE_CHECKING:
+    from vidbox.services import Services
+
+log = logging.getLogger("vidbox.jobs")
+
+PROCESS_VIDEO_KIND = "process_video"
+DEFAULT_SMALL_CONCURRENCY = 2
+# Kinds without a limit of their own: long enough for any mail or sweep, short enough that a
+# handler stuck on a dead connection gives its slot back.
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+# A handler told to stop gets this long to unwind (FFmpeg's own stop takes up to ~6 s) before
+# its worker gives up waiting on it.
+UNWIND_SECONDS = 30.0
+GAVE_UP_HOOK_SECONDS = 60.0
+STOP_EXTRA_SECONDS = 5.0
+
+# Why the runner cancelled a handler; decides what is recorded.
+SHUTDOWN = "requeued"  # put back without counting the attempt
+CANCELLED = "cancelled"  # its video was deleted: the row is gone
+LOST = "lost"  # the claim was lost (row deleted or reclaimed elsewhere): not ours to record
+TIMEOUT = "timeout"  # a transient failure
+
+
+@dataclass(eq=False)
+class _WorkerGroup:
+    """The workers of start() or of one run_until_idle() call."""
+
+    stopping: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Running:
+    job: Job
+    task: asyncio.Task[None]
+    group: _WorkerGroup
+    reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.task.cancel()
+
+
+def describe_error(exc: BaseException) -> str:
+    """``last_error`` text: the message of our own errors (sentences), the type too for
+    built-in ones, whose bare message (``'key'``) says little."""
+    text = str(exc).strip()
+    if isinstance(exc, PermanentJobError) or (text and type(exc).__module__ != "builtins"):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class JobRunner:
+    def __init__(
+        self,
+        services: Services,
+        handlers: Mapping[str, Handler],
+        *,
+        concurrency: Mapping[str, int] | None = None,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 1.0,
+        timeout_seconds: Mapping[str, float] | None = None,
+        default_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        startup_jobs: Iterable[str] = ("cleanup",),
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        """``concurrency``: workers per lane (media: settings.processing.concurrency, small: 2).
+        ``timeout_seconds``: per kind (process_video: settings.processing.timeout_minutes).
+        ``startup_jobs``: kinds enqueued by start() under their own name as idempotency key,
+        so one of each is always scheduled (the cleanup handler schedules its next run)."""
+        settings = services.settings
+        self.services = services
+        self.handlers = dict(handlers)
+        self.concurrency = {
+            MEDIA_LANE: settings.processing.concurrency,
+            SMALL_LANE: DEFAULT_SMALL_CONCURRENCY,
+            **(concurrency or {}),
+        }
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.timeout_seconds = {
+            PROCESS_VIDEO_KIND: settings.processing.timeout_minutes * 60.0,
+            **(timeout_seconds or {}),
+        }
+        self.default_timeout_seconds = default_timeout_seconds
+        self.startup_jobs = tuple(startup_jobs)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        # Unique per runner, so two processes (or two runners in a test) never share a claim.
+        self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._group: _WorkerGroup | None = None
+        self._running: dict[int, _Running] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One event per worker: "look again". Each worker clears only its own, so a wake-up
+        # is never lost to a sibling that cleared a shared event first.
+        self._wakeups: dict[asyncio.Event, str] = {}
+        self._activity = asyncio.Event()
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def running_job_ids(self) -> list[int]:
+        return sorted(self._running)
+
+    async def start(self) -> None:
+        """Enqueue the startup jobs and start one worker task per slot of each lane."""
+        if self._group is not None:
+            return
+        self._bind_loop()
+        self._group = _WorkerGroup()
+        await self._enqueue_startup_jobs()
+        self._spawn(self._group)
+        log.info("job runner started", extra=log_fields(worker=self.name, **self.concurrency))
+
+    def wake(self, lane: str | None = None) -> None:
+        """Let idle workers (of ``lane``, or all) look for a job now. Call after the enqueue
+        commits; calling it early is harmless but useless."""
+        if self._loop is None:
+            return
+        for event, worker_lane in self._wakeups.items():
+            if lane is None or worker_lane == lane:
+                event.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, cancel running handlers and put their jobs back (the attempt does
+        not count). Returns within ``grace`` + 5 seconds even if a handler will not stop; its
+        job is then reclaimed when its lease runs out."""
+        group, self._group = self._group, None
+        if group is None:
+            return
+        group.stopping = True
+        self.wake()
+        for running in list(self._running.values()):
+            running.stop(SHUTDOWN)
+        if group.tasks:
+            _, pending = await asyncio.wait(group.tasks, timeout=grace)
+            if pending:
+                log.error(
+                    "job workers did not stop in time; their jobs will be reclaimed later",
+                    extra=log_fields(workers=len(pending)),
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=STOP_EXTRA_SECONDS)
+        log.info("job runner stopped", extra=log_fields(worker=self.name))
+
+    async def cancel_video(self, video_id: str) -> list[int]:
+        """Drop the jobs of a deleted video: queued ones are removed, running handlers are
+        cancelled (and waited for, briefly) and their rows removed, nothing is retried.
+        Returns the ids of the jobs that were running."""
+        async with self.services.db.session() as session:
+            running_ids = await cancel_video_jobs(session, video_id)
+        targets = [
+            running
+            for running in self._running.values()
+            if running.job.video_id == video_id or running.job.id in running_ids
+        ]
+        for running in targets:
+            running.stop(CANCELLED)
+        if targets:
+            await asyncio.wait([running.task for running in targets], timeout=UNWIND_SECONDS)
+        return running_ids
+
+    async def run_until_idle(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Burst mode, for tests and tools: run workers (every lane) until no job this runner
+        can handle is runnable now and none is running, then stop them. Needs no start().
+        Raises TimeoutError after ``timeout`` seconds (running handlers are then cancelled and
+        their jobs put back)."""
+        self._bind_loop()
+        group = _WorkerGroup()
+        self._spawn(group)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    self._activity.clear()
+                    if not await work_pending(self.services.db, self.handlers, now=self.clock()):
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._activity.wait(), self.poll_seconds)
+        finally:
+            group.stopping = True
+            self.wake()
+            for running in list(self._running.values()):
+                if running.group is group:
+                    running.stop(SHUTDOWN)
+            await asyncio.wait(group.tasks)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _bind_loop(self) -> None:
+        # Events belong to one event loop; a runner may be used from several asyncio.run calls.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._wakeups = {}
+            self._activity = asyncio.Event()
+
+    def _spawn(self, group: _WorkerGroup) -> None:
+        for lane, count in self.concurrency.items():
+            for slot in range(count):
+                worker = f"{self.name}/{lane}{slot}"
+                task = asyncio.create_task(self._worker(group, lane, worker), name=worker)
+                group.tasks.append(task)
+
+    async def _enqueue_startup_jobs(self) -> None:
+        kinds = [kind for kind in self.startup_jobs if kind in self.handlers]
+        if not kinds:
+            return
+        try:
+            async with self.services.db.session() as session:
+                for kind in kinds:
+                    await enqueue(session, kind, {}, idempotency_key=kind)
+        except Exception:
+            log.exception("could not schedule the startup jobs", extra=log_fields(kinds=kinds))
+
+    async def _worker(self, group: _WorkerGroup, lane: str, worker: str) -> None:
+        wakeup = asyncio.Event()
+        self._wakeups[wakeup] = lane
+        try:
+            while not group.stopping:
+                wakeup.clear()  # before looking: a wake-up during the claim is not lost
+                job = await self._claim(lane, worker)
+                if job is None:
+                    if not group.stopping:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wakeup.wait(), self.poll_seconds)
+                    continue
+                self.wake(lane)  # there may be more: idle siblings should look too
+                try:
+                    if group.stopping:
+                        await requeue(self.services.db, job, worker=worker, now=self.clock())
+                        break
+                    await self._run(group, job, worker)
+                except Exception:
+                    log.exception(
+                        "the job runner failed around a job; it is retried when its lease ends",
+                        extra=log_fields(kind=job.kind, job_id=job.id),
+                    )
+                finally:
+                    self._activity.set()
+                    self.wake()  # the handler may have enqueued follow-up jobs
+        finally:
+            self._wakeups.pop(wakeup, None)
+
+    async def _claim(self, lane: str, worker: str) -> Job | None:
+        try:
+            return await claim_next(
+                self.services.db,
+                lane=lane,
+                kinds=self.handlers,
+                worker=worker,
+                lease_seconds=self.lease_seconds,
+                now=self.clock(),
+            )
+        except Exception:
+            log.exception("claiming a job failed", extra=log_fields(lane=lane))
+            return None
+
+    async def _run(self, group: _WorkerGroup, job: Job, worker: str) -> None:
+        assert job.id is not None
+        handler = self.handlers[job.kind]
+        started = time.monotonic()
+        fields = {"kind": job.kind, "job_id": job.id, "attempt": job.attempts}
+        log.info("job started", extra=log_fields(**fields, lane=job.lane, video_id=job.video_id))
+        try:
+            payload, unreadable = job_payload(job), False
+        except ValueError:
+            payload, unreadable = {}, True
+        ctx = JobContext(job.id, job.kind, payload, job.attempts, self.services)
+        if job.attempts > job.max_attempts or unreadable:
+            # Reclaimed after its last allowed attempt died with its process (a job that
+            # crashes the box must not crash it forever), or unreadable: do not run it.
+            if job.attempts > job.max_attempts:
+                reason = job.last_error or LEASE_EXPIRED_MESSAGE
+                message = f"Gave up after {job.max_attempts} attempts. {reason}"
+                state = JobState.DEAD
+            else:
+                message, state = "The job's data cannot be read.", JobState.FAILED
+            outcome, error = await self._give_up(handler, ctx, job, worker, message, state)
+            self._log_finish(fields, started, outcome, error)
+            return
+
+        task = asyncio.create_task(handler(ctx), name=f"job-{job.id}-{job.kind}")
+        running = _Running(job, task, group)
+        self._running[job.id] = running
+        heartbeat = asyncio.create_task(self._heartbeat(running, worker))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout_for(job.kind))
+            if not done:
+                running.stop(TIMEOUT)
+            if not task.done():
+                await asyncio.wait({task}, timeout=UNWIND_SECONDS)
+            if not task.done():
+                log.error("a job handler ignored cancellation", extra=log_fields(**fields))
+        except asyncio.CancelledError:
+            task.cancel()  # the worker itself is being stopped hard
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._running.pop(job.id, None)
+        outcome, error = await self._settle(running, handler, ctx, worker)
+        self._log_finish(fields, started, outcome, error, running.task)
+
+    async def _heartbeat(self, running: _Running, worker: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                kept = await renew_lease(
+                    self.services.db,
+                    running.job,
+                    worker=worker,
+                    lease_seconds=self.lease_seconds,
+                    now=self.clock(),
+                )
+            except Exception:
+                # The lease outlives two missed renewals; the next one may well succeed.
+                log.warning("renewing a job lease failed", exc_info=True)
+                continue
+            if not kept:
+                running.stop(LOST)
+                return
+
+    def _timeout_for(self, kind: str) -> float:
+        return self.timeout_seconds.get(kind, self.default_timeout_seconds)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    async def _settle(
+        self, running: _Running, handler: Handler, ctx: JobContext, worker: str
+    ) -> tuple[str, str | None]:
+        """Record what happened; returns (outcome, error message)."""
+        db, job, task = self.services.db, running.job, running.task
+        finished = task.done() and not task.cancelled()
+        exc = task.exception() if finished else None
+        if running.reason in (CANCELLED, LOST):
+            return running.reason, None  # the row is gone or belongs to another worker now
+        if finished and exc is None:
+            kept = await mark_succeeded(db, job, worker=worker, now=self.clock())
+            return (JobState.SUCCEEDED if kept else LOST), None
+        if running.reason == SHUTDOWN:
+            kept = await requeue(db, job, worker=worker, now=self.clock())
+            return (SHUTDOWN if kept else LOST), None
+        if running.reason == TIMEOUT:
+            limit = self._timeout_for(job.kind)
+            message = f"The job ran longer than its {limit:g}-second limit and was stopped."
+        elif exc is None:
+            message = "The job was cancelled before it finished."
+        elif isinstance(exc, PermanentJobError):
+            message = describe_error(exc)
+            return await self._give_up(handler, ctx, job, worker, message, JobState.FAILED)
+        else:
+            message = describe_error(exc)
+        if job.attempts >= job.max_attempts:
+            final = f"Gave up after {job.attempts} attempts. {message}"
+            return await self._give_up(handler, ctx, job, worker, final, JobState.DEAD)
+        state = await mark_retry(db, job, message, worker=worker, now=self.clock(), rng=self.rng)
+        return ("retry" if state else LOST), message
+
+    async def _give_up(
+        self, handler: Handler, ctx: JobContext, job: Job, worker: str, message: str, state: str
+    ) -> tuple[str, str]:
+        # The hook runs before the row is marked: if the process dies in between, the job is
+        # reclaimed and given up on again, so a video is never left "processing" forever.
+        hook = getattr(handler, "on_gave_up", None)
+        if hook is not None:
+            try:
+                async with asyncio.timeout(GAVE_UP_HOOK_SECONDS):
+                    result = hook(ctx, message)
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                log.exception(
+                    "the job's on_gave_up hook failed",
+                    extra=log_fields(kind=job.kind, job_id=job.id),
+                )
+        kept = await mark_failed(
+            self.services.db, job, message, worker=worker, state=state, now=self.clock()
+        )
+        return (state if kept else LOST), message
+
+    def _log_finish(
+        self,
+        fields: dict[str, object],
+        started: float,
+        outcome: str,
+        error: str | None,
+        task: asyncio.Task[None] | None = None,
+    ) -> None:
+        ms = round((time.monotonic() - started) * 1000)
+        if error is None:
+            log.info("job finished", extra=log_fields(**fields, ms=ms, outcome=outcome))
+            return
+        exc = task.exception() if task and task.done() and not task.cancelled() else None
+        log.warning(
+            "job finished",
+            extra=log_fields(**fields, ms=ms, outcome=outcome, error=error),
+            exc_info=exc if exc and not isinstance(exc, PermanentJobError) else None,
+        )
