@@ -29,3 +29,11 @@ def live(settings: Settings) -> Iterator[LiveServer]:
     server = start_server(settings)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 s 320x240 H.264/AAC MP4, made once per test run."""
+    from tests.support import make_test_clip
+
+    return make_test_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -116,3 +120,94 @@ def browser_login(client: httpx.Client, email: str, password: str = PASSWORD) ->
     )
     assert response.status_code == 303, response.text
     return csrf_from(client.get("/settings").text)
+
+
+def make_test_clip(
+    path: Path, *, size: str = "320x240", seconds: int = 2, lossless: bool = False
+) -> Path:
+    """A tiny H.264/AAC MP4 with a keyframe every second, made by the bundled FFmpeg.
+    ``lossless`` makes it about 0.5 MB a second, for tests that need several megabytes."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y",
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25",
+        *(["-qp", "0"] if lossless else []),
+        "-c:a", "aac", "-shortest", str(path),
+    ]  # fmt: skip
+    subprocess.run(command, capture_output=True, check=True, timeout=120)
+    return path
+
+
+def wait_for_status(
+    client: httpx.Client, video_id: str, statuses: set[str], *, timeout: float = 60, **kw: object
+) -> dict[str, object]:
+    """Poll the video until its status is one of ``statuses`` (and, for READY, processing is
+    finished); returns the video JSON."""
+    found: dict[str, object] = {}
+
+    def reached() -> bool:
+        nonlocal found
+        found = client.get(f"/api/videos/{video_id}", **kw).json()  # type: ignore[arg-type]
+        if found.get("status") == "READY" and "READY" in statuses:
+            return found.get("progress") == 100
+        return found.get("status") in statuses
+
+    wait_until(reached, timeout=timeout, what=f"video {video_id} to reach {statuses}")
+    return found
+
+
+VIDBOX = [sys.executable, "-m", "vidbox"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDBOX_")}
+    return {**env, **extra}
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*VIDBOX, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or clean_env(),
+        input=stdin,
+        check=False,
+    )
+
+
+class Serve:
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(env["TEST_LOG"])
+        self.proc = subprocess.Popen(
+            [*VIDBOX, "serve", "--port", str(self.port), *args],
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self) -> None:
+        def up() -> bool:
+            assert self.proc.poll() is None, self.log()
+            try:
+                return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=30, what="vidbox serve to answer")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout=30)

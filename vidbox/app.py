@@ -11,6 +11,8 @@ from starlette.middleware import Middleware
 
 from vidbox.auth.firstrun import issue_setup_token
 from vidbox.config import Settings
+from vidbox.jobs.runner import JobRunner
+from vidbox.jobs.tasks import all_handlers
 from vidbox.logs import log_fields
 from vidbox.services import open_services
 from vidbox.web import routes
@@ -45,6 +47,9 @@ def create_app(settings: Settings) -> Starlette:
                     config=", ".join(settings.sources),
                 ),
             )
+            runner = JobRunner(services, all_handlers())
+            services.runner = runner
+            await runner.start()
             token = await issue_setup_token(services.db)
             app.state.setup_token = token
             if token:
@@ -52,7 +57,12 @@ def create_app(settings: Settings) -> Starlette:
                     "No account exists yet. Open this one-time link to create the first admin",
                     extra=log_fields(url=f"{public_base_url(settings)}/setup?token={token}"),
                 )
-            yield
+            try:
+                yield
+            finally:
+                # Running jobs are put back in the queue and resume on the next start.
+                await runner.stop()
+                services.runner = None
 
     app = Starlette(
         routes=routes(),

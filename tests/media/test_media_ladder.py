@@ -142,6 +142,8 @@ def test_audio_is_copied_when_aac_encoded_otherwise_absent_when_silent() -> None
         ({"pix_fmt": "yuv422p"}, False),
         ({"rotation": 90}, False),
         ({"sample_aspect_ratio": "4:3"}, False),
+        ({"video_profile": "High 4:4:4 Predictive"}, False),
+        ({"video_profile": "Constrained Baseline"}, True),
         ({"audio_codec": "mp3"}, True),
         ({"audio_codec": None, "has_audio": False}, True),
     ],

@@ -49,6 +49,9 @@ class RenditionPlan:
     audio: str | None  # "copy", "aac" (encode) or None when the source is silent
 
 
+BROWSER_H264_PROFILES = {"Baseline", "Constrained Baseline", "Main", "High", "Extended"}
+
+
 def can_copy(probe: Probe) -> bool:
     """Whether browsers can play the source's video stream as it is.
 
@@ -57,6 +60,8 @@ def can_copy(probe: Probe) -> bool:
     """
     return (
         probe.video_codec == "h264"
+        # Lossless x264 keeps 4:2:0 but uses High 4:4:4 Predictive, which browsers refuse.
+        and (probe.video_profile or "High") in BROWSER_H264_PROFILES
         and probe.pix_fmt == "yuv420p"
         and probe.rotation == 0
         and probe.sample_aspect_ratio == "1:1"

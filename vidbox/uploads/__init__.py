@@ -14,9 +14,16 @@ from vidbox.uploads.spool import (
     UploadSpool,
     check_upload_id,
 )
-from vidbox.uploads.validation import check_upload, clean_filename, sniff_container
+from vidbox.uploads.validation import (
+    HEAD_BYTES,
+    check_declared,
+    check_upload,
+    clean_filename,
+    sniff_container,
+)
 
 __all__ = [
+    "HEAD_BYTES",
     "ChecksumMismatch",
     "EmptyUpload",
     "OffsetMismatch",
@@ -25,6 +32,7 @@ __all__ = [
     "UploadLocked",
     "UploadNotFound",
     "UploadSpool",
+    "check_declared",
     "check_upload",
     "check_upload_id",
     "clean_filename",

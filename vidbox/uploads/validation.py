@@ -124,6 +124,20 @@ def not_a_video_message(allowed: list[str]) -> str:
     )
 
 
+def check_declared(filename: str, declared_type: str | None, allowed: list[str]) -> str:
+    """Refuse (UploadError 415) a name or declared type that is not an allowed video format,
+    before any byte is sent; returns the extension ("" when there is none)."""
+    allowed = [fmt.lower().lstrip(".") for fmt in allowed]
+    name = clean_filename(filename)
+    extension = name.rpartition(".")[2].lower() if "." in name else ""
+    mime = (declared_type or "").split(";", 1)[0].strip().lower()
+    if (extension and extension not in allowed) or (
+        mime not in UNKNOWN_MIME_TYPES and mime not in MIME_TYPES
+    ):
+        raise UploadError(refused_format_message(allowed), status=415)
+    return extension
+
+
 def check_upload(filename: str, declared_type: str | None, head: bytes, allowed: list[str]) -> str:
     """The container of an upload (what its bytes are), or UploadError with status 415.
 
@@ -133,16 +147,7 @@ def check_upload(filename: str, declared_type: str | None, head: bytes, allowed:
     (an MP4 called .mov is fine, a WebM called .mp4 is not).
     """
     allowed = [fmt.lower().lstrip(".") for fmt in allowed]
-    refused = UploadError(refused_format_message(allowed), status=415)
-
-    name = clean_filename(filename)
-    extension = name.rpartition(".")[2].lower() if "." in name else ""
-    if extension and extension not in allowed:
-        raise refused
-    mime = (declared_type or "").split(";", 1)[0].strip().lower()
-    if mime not in UNKNOWN_MIME_TYPES and mime not in MIME_TYPES:
-        raise refused
-
+    extension = check_declared(filename, declared_type, allowed)
     container = sniff_container(head)
     if container is None:
         raise UploadError(not_a_video_message(allowed), status=415)

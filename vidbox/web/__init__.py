@@ -5,7 +5,17 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from vidbox.web import account_pages, admin_pages, api_auth, health, settings_pages
+from vidbox.web import (
+    account_pages,
+    admin_pages,
+    api_auth,
+    api_videos,
+    events,
+    health,
+    pages,
+    settings_pages,
+    uploads,
+)
 
 
 def routes() -> list[BaseRoute]:
@@ -13,6 +23,10 @@ def routes() -> list[BaseRoute]:
         Route("/healthz", health.healthz, methods=["GET", "HEAD"]),
         Route("/readyz", health.readyz, methods=["GET", "HEAD"]),
         *api_auth.routes,
+        *uploads.routes,
+        *api_videos.routes,
+        Route("/api/events", events.user_events, methods=["GET"]),
+        *pages.routes,
         *account_pages.routes,
         *settings_pages.routes,
         *admin_pages.routes,

@@ -3,6 +3,7 @@ browsers. Every error response in the app goes through ``render_error``."""
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from vidbox.errors import VidboxError
+from vidbox.storage import ObjectNotFound, StorageError
+from vidbox.uploads import UploadError
+
+log = logging.getLogger("vidbox.web")
 
 TITLES = {
     400: "That did not work",
@@ -96,4 +101,25 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return render_error(request, exc.status_code, detail, headers=exc.headers)
 
 
-EXCEPTION_HANDLERS = {VidboxError: vidbox_error_handler, HTTPException: http_error_handler}
+async def upload_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UploadError)
+    return render_error(request, exc.status, exc.detail)
+
+
+async def object_not_found_handler(request: Request, exc: Exception) -> Response:
+    return render_error(request, 404, None)
+
+
+async def storage_error_handler(request: Request, exc: Exception) -> Response:
+    log.error("storage failed: %s", exc)
+    return render_error(request, 503, "The media store is not reachable right now. Try again soon.")
+
+
+EXCEPTION_HANDLERS = {
+    VidboxError: vidbox_error_handler,
+    HTTPException: http_error_handler,
+    UploadError: upload_error_handler,
+    # ObjectNotFound is a StorageError: the more specific handler wins.
+    ObjectNotFound: object_not_found_handler,
+    StorageError: storage_error_handler,
+}

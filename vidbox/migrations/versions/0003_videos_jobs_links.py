@@ -168,7 +168,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_share_grants_link_id"), ["link_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("share_grants", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_share_grants_link_id"))

@@ -1,0 +1,124 @@
+"""Uploads survive the server going away: a clean stop, a SIGKILL, a stalled client."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import (
+    Serve,
+    add_user,
+    api_login,
+    bearer,
+    clean_env,
+    make_test_clip,
+    start_server,
+    wait_for_status,
+    wait_until,
+)
+from vidbox.config import Settings, load_settings
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+def _start_upload(url: str, auth: dict[str, str], data: bytes) -> str:
+    response = httpx.post(
+        url + "/api/uploads",
+        headers={
+            **TUS,
+            **auth,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": "filename Y2xpcC5tcDQ=",
+        },
+    )
+    assert response.status_code == 201, response.text
+    return str(response.headers["location"])
+
+
+def _finish_and_check(base: str, auth: dict[str, str], location: str, data: bytes) -> None:
+    with httpx.Client(base_url=base, timeout=30) as client:
+        head = client.head(location, headers={**TUS, **auth})
+        assert head.status_code == 200
+        offset = int(head.headers["upload-offset"])
+        assert 0 < offset < len(data)
+        done = client.patch(
+            location, content=data[offset:], headers={**PATCH, **auth, "Upload-Offset": str(offset)}
+        )
+        assert done.status_code == 204
+        video_id = client.get("/api/videos", headers=auth).json()["items"][0]["id"]
+        wait_for_status(client, video_id, {"READY"}, headers=auth)
+        original = client.get(f"/api/videos/{video_id}/download", headers=auth)
+    assert original.content == data
+
+
+def test_resume_after_clean_restart(settings: Settings, clip: Path) -> None:
+    data = clip.read_bytes()
+    add_user(settings, "ann@example.org")
+    first = start_server(settings)
+    auth = bearer(api_login(first.client(), "ann@example.org")["access"])
+    location = _start_upload(first.url, auth, data)
+    half = len(data) // 2
+    sent = httpx.patch(
+        first.url + location, content=data[:half], headers={**PATCH, **auth, "Upload-Offset": "0"}
+    )
+    assert sent.status_code == 204
+    first.stop()
+
+    second = start_server(settings)
+    try:
+        _finish_and_check(second.url, auth, location, data)
+    finally:
+        second.stop()
+
+
+@pytest.fixture(scope="module")
+def big_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 4 MB: several spool writes happen before the server is killed."""
+    return make_test_clip(
+        tmp_path_factory.mktemp("big") / "big.mp4", size="640x360", seconds=8, lossless=True
+    )
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_resume_after_the_process_dies(tmp_path: Path, big_clip: Path, how: str) -> None:
+    data = big_clip.read_bytes()
+    assert len(data) > 3 * 1024 * 1024
+    env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "data"), TEST_LOG=str(tmp_path / "a.log"))
+    add_user(load_settings(environ=env), "bob@example.org")
+    server = Serve(env=env)
+    server.wait_ready()
+    auth = bearer(api_login(httpx.Client(base_url=server.url), "bob@example.org")["access"])
+    location = _start_upload(server.url, auth, data)
+
+    spool = tmp_path / "data" / "spool" / (location.rsplit("/", 1)[1] + ".part")
+
+    # A body that stops half way: the client is still sending when the server dies.
+    def body():  # type: ignore[no-untyped-def]
+        sent = 0
+        while sent < 3 * 1024 * 1024:
+            yield data[sent : sent + 65536]
+            sent += 65536
+        wait_until(lambda: spool.stat().st_size > 0, what="bytes to reach the spool")
+        server.proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
+        server.proc.wait(timeout=30)
+        yield data[sent:]
+
+    # SIGKILL cuts the connection; after SIGTERM the server may still answer the cut request.
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.patch(
+            server.url + location,
+            content=body(),
+            headers={**PATCH, **auth, "Upload-Offset": "0"},
+            timeout=30,
+        )
+    restarted = Serve(env={**env, "TEST_LOG": str(tmp_path / "b.log")})
+    restarted.wait_ready()
+    try:
+        _finish_and_check(restarted.url, auth, location, data)
+    finally:
+        restarted.stop()

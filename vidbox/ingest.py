@@ -1,0 +1,231 @@
+"""Receiving videos: tus uploads from creation to the last byte, and one-shot uploads.
+
+The HTTP layer (web/uploads.py) parses headers; everything that decides lives here. An upload
+is refused as early as it can be: name and declared type at creation, the content's magic bytes
+as soon as the first 4 KiB are in, and the whole file once more on the last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from vidbox.errors import BadRequest, Conflict, NotFound
+from vidbox.logs import log_fields
+from vidbox.models import Upload, User, Video, VideoStatus, new_id, utcnow
+from vidbox.services import Services
+from vidbox.uploads import (
+    HEAD_BYTES,
+    UploadError,
+    check_declared,
+    check_upload,
+    sniff_container,
+)
+from vidbox.uploads.validation import not_a_video_message
+from vidbox.videos import check_quota, check_size, new_video, start_processing
+
+log = logging.getLogger("vidbox.uploads")
+
+
+@dataclass(frozen=True)
+class UploadState:
+    id: str
+    video_id: str
+    length: int
+    offset: int
+    expires_at: datetime
+    completed: bool
+
+
+def _wake_runner(services: Services) -> None:
+    runner = getattr(services, "runner", None)
+    if runner is not None:
+        runner.wake()
+
+
+def _expiry(services: Services) -> datetime:
+    return utcnow() + timedelta(hours=services.settings.uploads.expire_hours)
+
+
+async def create_upload(
+    services: Services, user: User, *, length: int, metadata: dict[str, str]
+) -> UploadState:
+    """A new tus upload and its UPLOADING video (so the dashboard shows it at once)."""
+    if length == 0:
+        raise BadRequest("The file is empty.")
+    check_size(services, length)
+    filename = metadata.get("filename") or metadata.get("name") or ""
+    declared = metadata.get("filetype") or metadata.get("type") or ""
+    check_declared(filename or "video", declared, services.settings.uploads.allowed_formats)
+    upload_id, expires_at = new_id(), _expiry(services)
+    async with services.db.session() as session:
+        await check_quota(session, services, user, length)
+        video = new_video(
+            user,
+            filename=filename,
+            title=metadata.get("title", ""),
+            size=length,
+            content_type=declared,
+        )
+        session.add(video)
+        await session.flush()
+        session.add(
+            Upload(
+                id=upload_id,
+                video_id=video.id,
+                owner_id=user.id,
+                length=length,
+                expires_at=expires_at,
+            )
+        )
+        info = {"owner_id": user.id, "video_id": video.id, "expires_at": expires_at}
+        await asyncio.to_thread(services.spool.create, upload_id, length=length, info=info)
+    log.info("upload created", extra=log_fields(upload_id=upload_id, length=length))
+    return UploadState(upload_id, video.id, length, 0, expires_at, False)
+
+
+async def _owned_upload(services: Services, user: User, upload_id: str) -> Upload:
+    async with services.db.read() as session:
+        upload = await session.get(Upload, upload_id) if len(upload_id) == 32 else None
+    if upload is None or upload.owner_id != user.id:
+        raise NotFound("No such upload.")
+    return upload
+
+
+async def upload_state(services: Services, user: User, upload_id: str) -> UploadState:
+    upload = await _owned_upload(services, user, upload_id)
+    offset = await asyncio.to_thread(services.spool.offset, upload.id)
+    return UploadState(
+        upload.id,
+        upload.video_id,
+        upload.length,
+        offset,
+        upload.expires_at,
+        upload.completed_at is not None,
+    )
+
+
+def _read_head(services: Services, upload_id: str) -> bytes:
+    with services.spool.data_path(upload_id).open("rb") as fh:
+        return fh.read(HEAD_BYTES)
+
+
+async def append(
+    services: Services,
+    user: User,
+    upload_id: str,
+    *,
+    offset: int,
+    body: AsyncIterator[bytes],
+    content_length: int | None,
+    checksum: tuple[str, bytes] | None,
+) -> UploadState:
+    """Write one PATCH body. A body cut off mid-way keeps what arrived (the spool syncs it
+    before the disconnect propagates)."""
+    upload = await _owned_upload(services, user, upload_id)
+    if upload.completed_at is not None:
+        raise Conflict("This upload is already complete.")
+    if content_length is not None and offset + content_length > upload.length:
+        raise UploadError(
+            f"This part would go past the declared length of {upload.length} bytes.", status=413
+        )
+    new_offset = await services.spool.append(
+        upload.id, offset, body, length=upload.length, checksum=checksum
+    )
+    expires_at = _expiry(services)
+    await asyncio.to_thread(services.spool.touch, upload.id, expires_at)
+    async with services.db.session() as session:
+        row = await session.get(Upload, upload.id)
+        if row is not None:
+            row.expires_at = expires_at
+            session.add(row)
+    allowed = services.settings.uploads.allowed_formats
+    if offset < HEAD_BYTES <= new_offset or (offset == 0 and new_offset == upload.length):
+        head = await asyncio.to_thread(_read_head, services, upload.id)
+        if sniff_container(head) is None:
+            await terminate(services, user, upload.id)
+            raise UploadError(not_a_video_message(allowed), status=415)
+    completed = new_offset == upload.length
+    if completed:
+        await _finish_tus(services, upload)
+    return UploadState(upload.id, upload.video_id, upload.length, new_offset, expires_at, completed)
+
+
+async def _finish_tus(services: Services, upload: Upload) -> None:
+    head = await asyncio.to_thread(_read_head, services, upload.id)
+    async with services.db.session() as session:
+        video = await session.get(Video, upload.video_id)
+        row = await session.get(Upload, upload.id)
+        if video is None or row is None:
+            raise NotFound("No such upload.")
+        try:
+            video.container = check_upload(
+                video.filename, video.content_type, head, services.settings.uploads.allowed_formats
+            )
+        except UploadError as exc:
+            video.status, video.error = VideoStatus.FAILED, exc.detail
+            session.add(video)
+            raise
+        row.completed_at = utcnow()
+        session.add(row)
+        await start_processing(session, video, upload.id)
+    _wake_runner(services)
+    log.info("upload complete", extra=log_fields(upload_id=upload.id, video_id=video.id))
+
+
+async def terminate(services: Services, user: User, upload_id: str) -> None:
+    """tus termination: forget an unfinished upload, its bytes and its UPLOADING video."""
+    upload = await _owned_upload(services, user, upload_id)
+    if upload.completed_at is not None:
+        raise Conflict("This upload is complete; delete the video instead.")
+    await asyncio.to_thread(services.spool.delete, upload.id)
+    async with services.db.session() as session:
+        video = await session.get(Video, upload.video_id)
+        if video is not None:
+            await session.delete(video)  # the Upload row goes with it (ON DELETE CASCADE)
+
+
+async def receive_one_shot(
+    services: Services,
+    user: User,
+    *,
+    chunks: AsyncIterator[bytes],
+    describe: Any,
+    content_length: int | None,
+) -> str:
+    """A whole multipart upload: stream it to the spool, check it, create a PROCESSING video.
+    ``describe()`` returns (filename, content type, title) once the body has been read.
+    Returns the video id."""
+    limit = services.settings.uploads.max_bytes
+    if content_length is not None and content_length > limit + 64 * 1024:
+        check_size(services, content_length)
+    spool_id = new_id()
+    size = await services.spool.stream_to_spool(spool_id, chunks, max_bytes=limit)
+    data_path = services.spool.data_path(spool_id)
+    try:
+        filename, content_type, title = describe()
+        head = await asyncio.to_thread(_read_head, services, spool_id)
+        container = check_upload(
+            filename or "video", content_type, head, services.settings.uploads.allowed_formats
+        )
+        async with services.db.session() as session:
+            await check_quota(session, services, user, size)
+            video = new_video(
+                user, filename=filename, title=title, size=size, content_type=content_type
+            )
+            video.container = container
+            session.add(video)
+            await session.flush()
+            await start_processing(session, video, spool_id)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            data_path.unlink()
+        raise
+    _wake_runner(services)
+    log.info("one-shot upload received", extra=log_fields(video_id=video.id, size=size))
+    return video.id

@@ -1,0 +1,11 @@
+"""Every job kind the box runs, by name."""
+
+from __future__ import annotations
+
+from vidbox.jobs import Handler
+from vidbox.jobs.cleanup import HANDLERS as CLEANUP
+from vidbox.jobs.process_video import HANDLERS as PROCESS_VIDEO
+
+
+def all_handlers() -> dict[str, Handler]:
+    return {**CLEANUP, **PROCESS_VIDEO}
