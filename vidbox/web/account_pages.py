@@ -17,7 +17,6 @@ from vidbox.web.auth import (
     clear_session_cookie,
     current_principal,
     optional_user,
-    require_user,
     safe_next,
     set_session_cookie,
 )
@@ -146,13 +145,7 @@ async def signup(request: Request) -> Response:
     return await _signed_in_redirect(request, user)
 
 
-async def home(request: Request) -> Response:
-    user = await require_user(request)
-    return await render(request, "dashboard.html", {"page_user": user})
-
-
 routes = [
-    Route("/", home, methods=["GET"]),
     Route("/setup", setup, methods=["GET", "POST"]),
     Route("/login", login, methods=["GET", "POST"]),
     Route("/logout", logout, methods=["GET", "POST"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jinja2
 from starlette.templating import Jinja2Templates
 
@@ -21,4 +23,32 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     env.globals["version"] = __version__
     # A version query string lets browsers cache static files until the next release.
     env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
+    env.filters["filesize"] = filesize
+    env.filters["duration"] = duration
+    # Third-party browser code is fetched from npm at build time, not committed; pages use it
+    # only when the build brought it.
+    env.globals["hls_js"] = VENDOR_HLS.exists()
     return Jinja2Templates(env=env)
+
+
+VENDOR_HLS = Path(__file__).resolve().parent.parent / "static" / "vendor" / "hls.min.js"
+
+
+def filesize(n: int | None) -> str:
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} bytes"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"

@@ -1,0 +1,249 @@
+// Drag-and-drop uploads with the tus 1.0 protocol: resumable after network drops, reloads and
+// server restarts. Files are queued and sent one after another.
+"use strict";
+
+(() => {
+  const zone = document.getElementById("dropzone");
+  if (!zone) return;
+  const input = document.getElementById("file-input");
+  const list = document.getElementById("upload-list");
+  const template = document.getElementById("upload-template");
+  const allowed = zone.dataset.allowed.split(",");
+  const maxBytes = Number(zone.dataset.maxBytes);
+  const CHUNK = 8 * 1024 * 1024;
+  const RETRY_DELAYS = [1000, 3000, 5000, 10000, 20000, 30000];
+  const queue = [];
+  let active = null;
+
+  const storeKey = (file) =>
+    `vidbox-upload:${zone.dataset.user}:${file.name}:${file.size}:${file.lastModified}`;
+  const b64 = (text) => btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+
+  function problem(file) {
+    const ext = file.name.includes(".") ? file.name.split(".").pop().toLowerCase() : "";
+    if (!allowed.includes(ext)) {
+      return `Only ${allowed.map((a) => a.toUpperCase()).join(", ")} videos are accepted.`;
+    }
+    if (file.size === 0) return "This file is empty.";
+    if (file.size > maxBytes) return `This file is larger than the ${vidbox.bytes(maxBytes)} limit.`;
+    return null;
+  }
+
+  function request(method, url, headers, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(method, url);
+      xhr.setRequestHeader("Tus-Resumable", "1.0.0");
+      xhr.setRequestHeader("X-CSRF-Token", vidbox.csrf());
+      for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+      if (onProgress) xhr.upload.onprogress = (e) => onProgress(e.loaded);
+      xhr.onload = () => resolve(xhr);
+      xhr.onerror = () => reject(new Error("network"));
+      xhr.onabort = () => reject(new Error("aborted"));
+      xhr.send(body ?? null);
+      request.current = xhr;
+    });
+  }
+
+  function detailOf(xhr) {
+    try { return JSON.parse(xhr.responseText).detail; } catch (_) { return `Error ${xhr.status}`; }
+  }
+
+  class Upload {
+    constructor(file) {
+      this.file = file;
+      this.el = template.content.firstElementChild.cloneNode(true);
+      this.el.querySelector(".name").textContent = file.name;
+      this.bar = this.el.querySelector("progress");
+      this.stats = this.el.querySelector(".stats");
+      this.state = this.el.querySelector(".state");
+      this.buttons = {
+        pause: this.el.querySelector("[data-action=pause]"),
+        resume: this.el.querySelector("[data-action=resume]"),
+        cancel: this.el.querySelector("[data-action=cancel]"),
+        retry: this.el.querySelector("[data-action=retry]"),
+      };
+      this.buttons.pause.onclick = () => this.pause();
+      this.buttons.resume.onclick = () => this.resume();
+      this.buttons.cancel.onclick = () => this.cancel();
+      this.buttons.retry.onclick = () => this.resume();
+      this.offset = 0;
+      this.samples = [];
+      this.paused = false;
+      this.cancelled = false;
+      list.prepend(this.el);
+      this.show("Waiting…", ["pause", "cancel"]);
+    }
+
+    show(state, buttons = []) {
+      this.state.textContent = state;
+      for (const [name, button] of Object.entries(this.buttons)) button.hidden = !buttons.includes(name);
+    }
+
+    progress(sent) {
+      const total = this.file.size;
+      const now = performance.now();
+      this.samples.push([now, sent]);
+      while (this.samples.length > 2 && now - this.samples[0][0] > 5000) this.samples.shift();
+      const [t0, b0] = this.samples[0];
+      const speed = now > t0 ? ((sent - b0) * 1000) / (now - t0) : 0;
+      const eta = speed > 0 ? (total - sent) / speed : null;
+      this.bar.max = total;
+      this.bar.value = sent;
+      const pct = Math.floor((sent / total) * 100);
+      this.stats.textContent =
+        `${vidbox.bytes(sent)} of ${vidbox.bytes(total)} · ${pct}%` +
+        (speed > 0 ? ` · ${vidbox.bytes(Math.round(speed))}/s` : "") +
+        (eta != null && sent < total ? ` · ${vidbox.duration(eta)} left` : "");
+      this.el.dataset.percent = String(pct);
+    }
+
+    async start() {
+      const bad = problem(this.file);
+      if (bad) {
+        this.show(bad);
+        this.el.classList.add("failed");
+        return;
+      }
+      this.url = localStorage.getItem(storeKey(this.file));
+      if (this.url) {
+        const head = await request("HEAD", this.url, {}).catch(() => null);
+        if (head && head.status === 200) {
+          this.offset = Number(head.getResponseHeader("Upload-Offset"));
+        } else {
+          this.url = null;
+        }
+      }
+      if (!this.url) {
+        const meta = `filename ${b64(this.file.name)},filetype ${b64(this.file.type || "")}`;
+        const created = await request("POST", "/api/uploads", {
+          "Upload-Length": String(this.file.size),
+          "Upload-Metadata": meta,
+        });
+        if (created.status !== 201) throw new Error(detailOf(created));
+        this.url = created.getResponseHeader("Location");
+        this.videoId = created.getResponseHeader("Vidbox-Video-Id");
+        localStorage.setItem(storeKey(this.file), this.url);
+        document.dispatchEvent(new CustomEvent("vidbox:video-created", { detail: this.videoId }));
+      }
+      await this.send();
+    }
+
+    async send() {
+      let attempt = 0;
+      while (this.offset < this.file.size) {
+        if (this.paused || this.cancelled) return;
+        this.show("Uploading", ["pause", "cancel"]);
+        const end = Math.min(this.offset + CHUNK, this.file.size);
+        const base = this.offset;
+        try {
+          const xhr = await request(
+            "PATCH",
+            this.url,
+            { "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(base) },
+            this.file.slice(base, end),
+            (loaded) => this.progress(base + loaded),
+          );
+          this.xhr = null;
+          if (xhr.status === 204) {
+            this.offset = Number(xhr.getResponseHeader("Upload-Offset"));
+            this.progress(this.offset);
+            attempt = 0;
+            continue;
+          }
+          if (xhr.status === 409) {
+            const head = await request("HEAD", this.url, {});
+            this.offset = Number(head.getResponseHeader("Upload-Offset"));
+            continue;
+          }
+          if (xhr.status >= 400 && xhr.status < 500 && xhr.status !== 423) {
+            localStorage.removeItem(storeKey(this.file));
+            throw Object.assign(new Error(detailOf(xhr)), { final: true });
+          }
+          throw new Error(detailOf(xhr));
+        } catch (error) {
+          if (this.paused || this.cancelled) return;
+          if (error.final) throw error;
+          const delay = RETRY_DELAYS[Math.min(attempt++, RETRY_DELAYS.length - 1)];
+          this.show(`Connection lost, retrying in ${Math.round(delay / 1000)} s…`, ["pause", "cancel"]);
+          await new Promise((r) => setTimeout(r, delay));
+          const head = await request("HEAD", this.url, {}).catch(() => null);
+          if (head && head.status === 200) this.offset = Number(head.getResponseHeader("Upload-Offset"));
+        }
+      }
+      localStorage.removeItem(storeKey(this.file));
+      this.progress(this.file.size);
+      this.show("Uploaded — processing");
+      this.el.classList.add("done");
+    }
+
+    pause() {
+      this.paused = true;
+      request.current?.abort();
+      this.show("Paused", ["resume", "cancel"]);
+    }
+
+    async resume() {
+      this.paused = false;
+      this.el.classList.remove("failed");
+      try {
+        if (!this.url) await this.start();
+        else await this.send();
+      } catch (error) {
+        this.fail(error);
+      }
+    }
+
+    async cancel() {
+      this.cancelled = true;
+      request.current?.abort();
+      if (this.url) {
+        await request("DELETE", this.url, {}).catch(() => null);
+        localStorage.removeItem(storeKey(this.file));
+      }
+      this.show("Cancelled");
+      this.el.classList.add("cancelled");
+      next();
+    }
+
+    fail(error) {
+      this.show(error.message === "network" ? "Could not reach the server." : error.message, ["retry", "cancel"]);
+      this.el.classList.add("failed");
+    }
+  }
+
+  const running = (u) =>
+    u && !u.paused && !u.cancelled && !u.el.classList.contains("done") && !u.el.classList.contains("failed");
+
+  async function next() {
+    if (running(active)) return;
+    active = queue.shift() || null;
+    if (!active) return;
+    try {
+      await active.start();
+    } catch (error) {
+      active.fail(error);
+    }
+    next();
+  }
+
+  function add(files) {
+    for (const file of files) queue.push(new Upload(file));
+    next();
+  }
+
+  input.addEventListener("change", () => {
+    add([...input.files]);
+    input.value = "";
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.remove("over"); });
+  }
+  zone.addEventListener("drop", (e) => add([...e.dataTransfer.files]));
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
+  });
+})();
