@@ -12,8 +12,11 @@ from vidbox.web import (
     api_videos,
     events,
     health,
+    links_page,
+    notifications,
     pages,
     settings_pages,
+    share,
     uploads,
 )
 
@@ -30,5 +33,8 @@ def routes() -> list[BaseRoute]:
         *account_pages.routes,
         *settings_pages.routes,
         *admin_pages.routes,
+        *share.routes,
+        *links_page.routes,
+        *notifications.routes,
         Mount("/static", StaticFiles(packages=[("vidbox", "static")]), name="static"),
     ]

@@ -12,7 +12,7 @@ from vidbox.auth.users import change_flags, create_user, list_users
 from vidbox.errors import VidboxError
 from vidbox.models import User
 from vidbox.web.auth import require_admin
-from vidbox.web.deps import services_of
+from vidbox.web.deps import public_base, services_of
 from vidbox.web.inputs import flag, form_body
 from vidbox.web.render import redirect, render
 
@@ -93,8 +93,7 @@ async def add_invite(request: Request) -> Response:
         _, token = await create_invite(services.db, admin, email=form.get("email", ""))
     except VidboxError as exc:
         return await _page(request, error=exc.detail, status=exc.status)
-    base = services.settings.server.base_url.rstrip("/") or str(request.base_url).rstrip("/")
-    return await _page(request, invite_url=f"{base}/invite/{token}")
+    return await _page(request, invite_url=f"{public_base(request)}/invite/{token}")
 
 
 routes = [

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vidbox import videos
+from vidbox import sharing, videos
 from vidbox.web.auth import require_user
-from vidbox.web.deps import services_of
+from vidbox.web.deps import public_base, services_of
 from vidbox.web.render import render
 
 PAGE_SIZE = 20
@@ -50,8 +50,11 @@ async def dashboard(request: Request) -> Response:
 
 async def video_page(request: Request) -> Response:
     user = await require_user(request)
-    video = await videos.video_details(services_of(request), user, request.path_params["video_id"])
-    return await render(request, "video.html", {"video": video})
+    services = services_of(request)
+    video = await videos.video_details(services, user, request.path_params["video_id"])
+    links = await sharing.links_for_video(services, user, video["id"], public_base(request))
+    context = {"video": video, "links": links, "email_enabled": services.mailer.enabled}
+    return await render(request, "video.html", context)
 
 
 routes = [

@@ -7,7 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from vidbox.sharing import unread_count
 from vidbox.web.auth import csrf_token, optional_user, set_csrf_cookie
+from vidbox.web.deps import services_of
 
 FLASH_COOKIE = "vidbox_flash"
 
@@ -16,8 +18,11 @@ async def render(
     request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200
 ) -> Response:
     flash = request.cookies.get(FLASH_COOKIE, "")
+    user = await optional_user(request)
+    unread = await unread_count(services_of(request).db, user.id) if user else 0
     full = {
-        "user": await optional_user(request),
+        "user": user,
+        "unread": unread,
         "csrf_token": csrf_token(request),
         "flash": flash,
         **(context or {}),

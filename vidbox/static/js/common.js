@@ -22,10 +22,11 @@ const vidbox = (() => {
 
   function bytes(n) {
     if (n == null) return "—";
+    // Powers of 1024 with the familiar names, as file managers (and the server's pages) show.
     const units = ["bytes", "KB", "MB", "GB", "TB"];
     let i = 0;
-    while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
-    return i === 0 ? `${n} bytes` : `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return i === 0 ? `${n} bytes` : `${n.toFixed(1).replace(/\.0$/, "")} ${units[i]}`;
   }
 
   function duration(seconds) {
@@ -79,11 +80,29 @@ const vidbox = (() => {
     }
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
+  // One event stream per page, shared by everything on it (browsers allow few connections).
+  let source = null;
+  const events = () => (source ??= new EventSource("/api/events"));
+
+  function bell() {
+    const count = document.querySelector("[data-unread-count]");
+    if (!count) return;
+    events().addEventListener("notifications", (event) => {
+      const unread = JSON.parse(event.data).unread;
+      count.textContent = unread ? String(unread) : "";
+      count.hidden = !unread;
+      count.closest("a").setAttribute("aria-label", unread ? `Notifications (${unread} unread)` : "Notifications");
+    });
+  }
+
+  function start() {
     localTimes();
     copyButtons();
     confirmForms();
-  });
+    bell();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 
-  return { api, bytes, duration, localTimes, copyButtons, csrf };
+  return { api, bytes, duration, localTimes, copyButtons, csrf, events };
 })();

@@ -42,12 +42,20 @@
     if (video.download_url) download.href = video.download_url;
   }
 
+  const count = document.getElementById("video-count");
+  function recount(delta) {
+    const total = Math.max(0, Number(count.dataset.total) + delta);
+    count.dataset.total = String(total);
+    count.textContent = `${total} video${total === 1 ? "" : "s"}`;
+    if (empty) empty.hidden = total > 0;
+  }
+
   function rowFor(video) {
     let row = list.querySelector(`[data-id="${video.id}"]`);
     if (!row) {
       row = template.content.firstElementChild.cloneNode(true);
       list.prepend(row);
-      if (empty) empty.hidden = true;
+      recount(1);
     }
     fill(row, video);
     return row;
@@ -64,7 +72,7 @@
       try {
         await vidbox.api("DELETE", `/api/videos/${id}`);
         row.remove();
-        if (empty && !list.children.length) empty.hidden = false;
+        recount(-1);
       } catch (error) {
         window.alert(error.message);
       }
@@ -81,18 +89,23 @@
   });
 
   document.addEventListener("vidbox:video-created", async (event) => {
+    const exists = () => list.querySelector(`[data-id="${event.detail}"]`);
+    if (exists()) return;
     try {
-      rowFor(await vidbox.api("GET", `/api/videos/${event.detail}`));
+      const video = await vidbox.api("GET", `/api/videos/${event.detail}`);
+      // The event stream may have drawn it meanwhile, with newer data than this answer.
+      if (!exists()) rowFor(video);
     } catch (_) { /* the event stream brings it too */ }
   });
 
-  const stream = new EventSource("/api/events");
+  const stream = vidbox.events();
   stream.addEventListener("video", (event) => {
     const video = JSON.parse(event.data);
     const onFirstPage = list.dataset.page === "1";
     if (list.querySelector(`[data-id="${video.id}"]`) || onFirstPage) rowFor(video);
   });
   stream.addEventListener("deleted", (event) => {
-    list.querySelector(`[data-id="${JSON.parse(event.data).id}"]`)?.remove();
+    const row = list.querySelector(`[data-id="${JSON.parse(event.data).id}"]`);
+    if (row) { row.remove(); recount(-1); }
   });
 })();
