@@ -30,6 +30,9 @@ async def _run(name: str, check: Callable[[], Awaitable[str]]) -> CheckResult:
 
 
 async def check_database(db: Database) -> str:
+    # Pooled connections keep working on a deleted file, silently losing every write.
+    if not await asyncio.to_thread(db.path.is_file):
+        raise RuntimeError(f"{db.path} is missing")
     try:
         await db.ping()
     except Exception as exc:

@@ -156,6 +156,12 @@ class Video(SQLModel, table=True):
     ready_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
+@sa.event.listens_for(Video, "before_update")
+def _touch_video(_mapper: object, _connection: object, video: Video) -> None:
+    # Live pages find changed videos by updated_at, so no writer may forget it.
+    video.updated_at = utcnow()
+
+
 class Rendition(SQLModel, table=True):
     """One HLS rung of a video: a media playlist plus fMP4 init and segments in storage."""
 

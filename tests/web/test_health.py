@@ -27,5 +27,5 @@ def test_readyz_names_what_is_wrong(live: LiveServer) -> None:
     assert body["checks"]["data_dir"]["ok"] is False
     assert body["detail"].startswith("Not ready: ")
     assert f"data_dir: {data_dir} is not writable" in body["detail"]
-    # The database file lived in that folder too, and says so in one line.
-    assert body["checks"]["database"]["detail"].endswith("unable to open database file")
+    # The database file lived in that folder too: its check says so in one line.
+    assert body["checks"]["database"]["detail"].endswith("vidbox.db is missing")

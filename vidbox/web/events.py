@@ -11,13 +11,15 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import and_, col, or_, select
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from vidbox.models import Video, VideoStatus
+from vidbox.models import Video, VideoStatus, utcnow
+from vidbox.sharing import unread_count
 from vidbox.videos import renditions_of, video_json
 from vidbox.web.auth import require_user
 from vidbox.web.deps import services_of
@@ -41,13 +43,18 @@ async def _stream(
     request: Request, video_ids: list[str] | None, owner_id: str
 ) -> AsyncIterator[bytes]:
     """Changes of the given videos, or (``video_ids`` None) of every video of the owner that
-    is still uploading or processing; a video leaves that watch list once its final state has
-    been sent."""
+    changed since the last look or is still being worked on, plus the unread notification
+    count. Rows carry ``updated_at``, so a video that goes from upload to ready between two
+    polls is still seen."""
     db = services_of(request).db
     seen: dict[str, dict[str, Any]] = {}
+    watching: set[str] = set()  # videos still changing: if one vanishes, it was deleted
+    unread: int | None = None
+    since = utcnow() - timedelta(seconds=5)
     last_sent = time.monotonic()
     yield b"retry: 3000\n\n"
     while True:
+        started = utcnow()
         async with db.read() as session:
             query = select(Video).where(Video.owner_id == owner_id)
             if video_ids is not None:
@@ -57,28 +64,34 @@ async def _stream(
                     or_(
                         col(Video.status).in_([VideoStatus.UPLOADING, VideoStatus.PROCESSING]),
                         and_(Video.status == VideoStatus.READY, Video.progress < 100),
-                        col(Video.id).in_(list(seen)),
+                        Video.updated_at >= since,
+                        col(Video.id).in_(watching),
                     )
                 )
             rows = list((await session.exec(query)).all())
             renditions = await renditions_of(session, [v.id for v in rows])
+        # Overlap the windows a little: a duplicate is filtered below, a gap would lose one.
+        since = started - timedelta(seconds=1)
         for video in rows:
             data = video_json(video, renditions[video.id])
             if seen.get(video.id) != data:
                 seen[video.id] = data
                 last_sent = time.monotonic()
                 yield _sse("video", data)
-        for gone in set(seen) - {v.id for v in rows}:
-            del seen[gone]
+        returned = {v.id for v in rows}
+        vanished = (set(seen) if video_ids is not None else watching) - returned
+        for gone in vanished:
+            seen.pop(gone, None)
             yield _sse("deleted", {"id": gone})
-        if video_ids is not None:
-            if all(_settled(v) for v in rows):
-                yield _sse("end", {})
-                return
-        else:
-            for video in rows:
-                if _settled(video):
-                    seen.pop(video.id, None)
+        watching = {v.id for v in rows if not _settled(v)}
+        if video_ids is not None and not watching:
+            yield _sse("end", {})
+            return
+        if video_ids is None:
+            count = await unread_count(db, owner_id)
+            if count != unread:
+                unread = count
+                yield _sse("notifications", {"unread": count})
         if time.monotonic() - last_sent > HEARTBEAT_SECONDS:
             last_sent = time.monotonic()
             yield b": keep-alive\n\n"

@@ -1,0 +1,100 @@
+"""The web UI in a real browser: sign in, upload, watch it turn READY live, play, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.conftest import shoot
+from tests.support import PASSWORD, LiveServer, add_user, wait_until
+
+
+def wait_js(page: Page, expression: str, element: Locator | None = None) -> None:
+    """Poll a JavaScript condition. (page.wait_for_function evaluates strings with eval,
+    which the app's Content-Security-Policy rightly forbids.)"""
+    if element is not None:
+        wait_until(lambda: element.evaluate(expression), timeout=30, what=expression)
+    else:
+        wait_until(lambda: page.evaluate(expression), timeout=30, what=expression)
+
+
+def sign_in(page: Page, live: LiveServer, email: str) -> None:
+    page.goto(live.url + "/")
+    expect(page).to_have_url(live.url + "/login?next=%2F")
+    shoot(page, "login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(live.url + "/")
+
+
+def test_upload_play_download_delete(live: LiveServer, page: Page, clip: Path) -> None:
+    add_user(live.settings, "ann@example.org", name="Ann", admin=True)
+    sign_in(page, live, "ann@example.org")
+    expect(page.locator("#empty-state")).to_be_visible()
+    shoot(page, "dashboard-empty")
+
+    page.set_input_files("#file-input", str(clip))
+    upload = page.locator("#upload-list .upload").first
+    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    expect(upload.locator(".stats")).to_contain_text("100%")
+    row = page.locator("#video-list .video-row").first
+    expect(row.locator(".title")).to_have_text("clip")
+    # The row turns READY from the event stream, without a reload.
+    expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+    thumb = row.locator("img")
+    expect(thumb).to_be_visible()
+    wait_js(page, "(img => img.complete && img.naturalWidth === 1280)", thumb)
+    shoot(page, "dashboard")
+
+    with page.expect_download() as download_info:
+        row.locator("[data-action=download]").click()
+    download = download_info.value
+    assert Path(download.path()).read_bytes() == clip.read_bytes()
+    assert download.suggested_filename == "clip.mp4"
+
+    row.locator(".title").click()
+    expect(page.locator("h1.video-title")).to_have_text("clip")
+    details = page.locator(".details")
+    expect(details).to_contain_text("clip.mp4")
+    expect(details).to_contain_text("320\u00d7240")
+    expect(details).to_contain_text("0:02")
+    page.evaluate("document.getElementById('player').muted = true")
+    page.evaluate("document.getElementById('player').play()")
+    wait_js(page, "document.getElementById('player').currentTime > 0.5")
+    shoot(page, "player")
+
+    page.goto(live.url + "/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#video-list .video-row [data-action=delete]").first.click()
+    expect(page.locator("#video-list .video-row")).to_have_count(0)
+    expect(page.locator("#empty-state")).to_be_visible()
+    page.reload()
+    expect(page.locator("#video-list .video-row")).to_have_count(0)
+
+
+def test_client_side_validation_sends_nothing(live: LiveServer, page: Page, tmp_path: Path) -> None:
+    add_user(live.settings, "bob@example.org")
+    sign_in(page, live, "bob@example.org")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video")
+    page.set_input_files("#file-input", str(notes))
+    expect(page.locator("#upload-list .upload .state")).to_contain_text("Only MP4")
+    assert list(live.settings.spool_dir.glob("*.part")) == []
+
+
+def test_pages_look_finished(live: LiveServer, page: Page) -> None:
+    add_user(live.settings, "cat@example.org", name="Cat", admin=True)
+    sign_in(page, live, "cat@example.org")
+    for path, name in [("/settings", "settings"), ("/admin", "admin"), ("/no-such-page", "404")]:
+        page.goto(live.url + path)
+        shoot(page, name)
+    page.goto(live.url + "/settings")
+    expect(page.locator("h1")).to_have_text("Settings")
+    # No part of the page is wider than a phone screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ["/", "/settings", "/admin"]:
+        page.goto(live.url + path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
