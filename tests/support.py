@@ -8,9 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import uvicorn
@@ -18,6 +19,8 @@ from starlette.applications import Starlette
 
 from vidbox.app import create_app
 from vidbox.config import Settings
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -75,7 +78,6 @@ def add_user(
     settings: Settings, email: str, *, admin: bool = False, name: str = "", password: str = PASSWORD
 ) -> str:
     """Create an account straight in the database (as `vidbox user create` does); returns id."""
-    import asyncio
 
     from vidbox.auth.users import create_user
     from vidbox.services import open_services
@@ -87,7 +89,17 @@ def add_user(
             )
             return user.id
 
-    return asyncio.run(go())
+    return run_async(go())
+
+
+def run_async(coroutine: Coroutine[object, object, T]) -> T:
+    """Run a coroutine to completion from test code, even where an event loop is already
+    running in this thread (Playwright's sync API keeps one)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def api_login(client: httpx.Client, email: str, password: str = PASSWORD) -> dict[str, str]:

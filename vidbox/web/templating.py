@@ -9,6 +9,7 @@ from starlette.templating import Jinja2Templates
 
 from vidbox import __version__
 from vidbox.config import Settings
+from vidbox.uploads.validation import DISPLAY_NAMES
 
 
 def make_templates(settings: Settings) -> Jinja2Templates:
@@ -25,6 +26,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     env.globals["static"] = lambda path: f"/static/{path}?v={__version__}"
     env.filters["filesize"] = filesize
     env.filters["duration"] = duration
+    env.filters["format_name"] = lambda ext: DISPLAY_NAMES.get(ext, ext.upper())
     # Third-party browser code is fetched from npm at build time, not committed; pages use it
     # only when the build brought it.
     env.globals["hls_js"] = VENDOR_HLS.exists()
@@ -35,13 +37,16 @@ VENDOR_HLS = Path(__file__).resolve().parent.parent / "static" / "vendor" / "hls
 
 
 def filesize(n: int | None) -> str:
+    """Sizes as file managers show them: powers of 1024 with the familiar unit names."""
     if n is None:
         return "—"
     value = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1000
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            if unit == "bytes":
+                return f"{int(value)} bytes"
+            return f"{value:.1f} {unit}".replace(".0 ", " ")
+        value /= 1024
     return f"{n} bytes"
 
 
