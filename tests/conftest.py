@@ -37,3 +37,17 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support import make_test_clip
 
     return make_test_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """host:port of an S3 server on loopback (moto speaks S3 but checks no signatures)."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.support import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()

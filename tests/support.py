@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +224,18 @@ class Serve:
     def stop(self) -> int:
         self.proc.terminate()
         return self.proc.wait(timeout=30)
+
+
+S3_ACCESS_KEY = "vidbox-test-access"
+S3_SECRET_KEY = "vidbox-test-secret-do-not-print"
+
+
+def s3_environ(endpoint: str, bucket: str | None = None) -> dict[str, str]:
+    return {
+        "VIDBOX_STORAGE__BACKEND": "s3",
+        "VIDBOX_STORAGE__ENDPOINT": endpoint,
+        "VIDBOX_STORAGE__BUCKET": bucket or f"vidbox-test-{uuid.uuid4().hex[:12]}",
+        "VIDBOX_STORAGE__ACCESS_KEY": S3_ACCESS_KEY,
+        "VIDBOX_STORAGE__SECRET_KEY": S3_SECRET_KEY,
+        "VIDBOX_STORAGE__SECURE": "false",
+    }

@@ -103,12 +103,15 @@ def serve(
 @cli.command()
 @config_option
 @data_dir_option
-def check(config_file: Path | None, data_dir: Path | None) -> None:
-    """Diagnose this box: configuration, data directory, database, FFmpeg."""
+@click.option(
+    "--send-test-mail", "test_address", metavar="ADDRESS", help="Also send a test email there."
+)
+def check(config_file: Path | None, data_dir: Path | None, test_address: str | None) -> None:
+    """Diagnose this box: configuration, data directory, database, FFmpeg, storage, email."""
     from vidbox.diagnose import diagnose
 
     settings = settings_from(config_file, data_dir)
-    results = asyncio.run(diagnose(settings))
+    results = asyncio.run(diagnose(settings, test_address=test_address))
     click.echo(f"vidbox {__version__}")
     width = max(len(r.name) for r in results)
     for r in results:
@@ -122,9 +125,11 @@ def check(config_file: Path | None, data_dir: Path | None) -> None:
 
 
 def _register_subcommands() -> None:
+    from vidbox.cli_storage import storage
     from vidbox.cli_users import user
 
     cli.add_command(user)
+    cli.add_command(storage)
 
 
 _register_subcommands()

@@ -401,7 +401,7 @@ def load_settings(
             values[name] = value
         built[section] = cls(**values)
 
-    _check_cross_field(built)
+    check_cross_field(built)
 
     data = data_dir or env.get("VIDBOX_DATA_DIR") or default_data_dir(env)
     return Settings(
@@ -412,7 +412,8 @@ def load_settings(
     )
 
 
-def _check_cross_field(built: dict[str, Any]) -> None:
+def check_cross_field(built: dict[str, Any]) -> None:
+    """Rules that involve more than one key; ``built`` maps section names to sections."""
     storage: StorageSettings = built["storage"]
     if storage.backend == "s3":
         for name in ("endpoint", "bucket", "access_key", "secret_key"):

@@ -1,5 +1,5 @@
 """``vidbox check``: the readiness checks, run from the shell without starting the server and
-without changing anything on disk."""
+without changing anything on disk (S3 aside: a missing bucket is created, as on start)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from vidbox.config import Settings
 from vidbox.db import schema_status
 from vidbox.health import CheckResult, FFmpegCheck, check_data_dir, run_checks
+from vidbox.mail import Mailer, MailError, render_test_mail
+from vidbox.storage import load
 
 
 async def _data_dir(settings: Settings) -> str:
@@ -36,7 +38,34 @@ async def _database(settings: Settings) -> str:
     return f"{path} (schema {current}; will be upgraded to {head} on start)"
 
 
-async def diagnose(settings: Settings) -> list[CheckResult]:
+async def _storage(settings: Settings) -> str:
+    if settings.storage.backend == "local" and not settings.media_dir.exists():
+        return f"{settings.media_dir} will be created on first start"
+    storage = load(settings)
+    try:
+        await storage.check()
+        return storage.describe()
+    finally:
+        await storage.close()
+
+
+async def _email(settings: Settings, test_address: str | None) -> str:
+    mailer = Mailer.from_settings(settings)
+    if not mailer.enabled:
+        if test_address:
+            raise RuntimeError("email is off: set email.host to send a test mail")
+        return "off (no SMTP server configured; share links work, nobody is emailed)"
+    try:
+        if test_address:
+            await mailer.send(render_test_mail(to=test_address, box_name=settings.server.name))
+            return f"{mailer.server}: test mail accepted for {test_address}"
+        await mailer.check()
+    except MailError as exc:
+        raise RuntimeError(exc.message) from None
+    return f"{mailer.server} ({settings.email.security}) accepts a session"
+
+
+async def diagnose(settings: Settings, *, test_address: str | None = None) -> list[CheckResult]:
     config = CheckResult("config", True, "; ".join(settings.sources))
     return [
         config,
@@ -45,6 +74,8 @@ async def diagnose(settings: Settings) -> list[CheckResult]:
                 "data_dir": lambda: _data_dir(settings),
                 "database": lambda: _database(settings),
                 "ffmpeg": FFmpegCheck(),
+                "storage": lambda: _storage(settings),
+                "email": lambda: _email(settings, test_address),
             }
         ),
     ]

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-from tests.support import free_port
+from tests.support import s3_environ
 from vidbox.config import load_settings
 from vidbox.storage import Storage, load
-
-S3_ACCESS_KEY = "vidbox-test-access"
-S3_SECRET_KEY = "vidbox-test-secret-do-not-print"
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """host:port of an S3 server on loopback (moto speaks S3 but checks no signatures)."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
-
-
-def s3_environ(endpoint: str, bucket: str | None = None) -> dict[str, str]:
-    return {
-        "VIDBOX_STORAGE__BACKEND": "s3",
-        "VIDBOX_STORAGE__ENDPOINT": endpoint,
-        "VIDBOX_STORAGE__BUCKET": bucket or f"vidbox-test-{uuid.uuid4().hex[:12]}",
-        "VIDBOX_STORAGE__ACCESS_KEY": S3_ACCESS_KEY,
-        "VIDBOX_STORAGE__SECRET_KEY": S3_SECRET_KEY,
-        "VIDBOX_STORAGE__SECURE": "false",
-    }
 
 
 @pytest.fixture(name="s3_environ")

@@ -10,13 +10,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support import LiveServer, free_port, start_server
+from tests.support import LiveServer, start_server
 from vidbox.config import Settings, load_settings
 from vidbox.storage import CHUNK_SIZE, ObjectNotFound, Storage, load
 from vidbox.web.serving import (
@@ -71,15 +70,6 @@ def _app(local: Storage, local_settings: Settings, s3: Storage, s3_settings: Set
         ],
         exception_handlers={ObjectNotFound: not_found},
     )
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")

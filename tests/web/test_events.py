@@ -1,0 +1,78 @@
+"""Server-Sent Events: status and progress reach open pages as processing goes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import LiveServer, add_user, api_login, bearer
+
+
+def read_events(
+    response: httpx.Response, *, until: str, deadline: float = 60
+) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    name = ""
+    stop_at = time.monotonic() + deadline
+    for line in response.iter_lines():
+        assert time.monotonic() < stop_at, f"no {until!r} event in {deadline}s: {events}"
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[6:])))
+            if until(events) if callable(until) else name == until:
+                return events
+    raise AssertionError(f"stream ended before {until!r}: {events}")
+
+
+def test_video_events_follow_processing_to_the_end(live: LiveServer, clip: Path) -> None:
+    add_user(live.settings, "ann@example.org")
+    with live.client() as client:
+        auth = bearer(api_login(client, "ann@example.org")["access"])
+        created = client.post(
+            "/api/videos", headers=auth, files={"file": ("c.mp4", clip.read_bytes())}
+        )
+        video_id = created.json()["id"]
+        with client.stream("GET", f"/api/videos/{video_id}/events", headers=auth) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = read_events(response, until="end")
+    videos = [data for name, data in events if name == "video"]
+    assert videos[-1]["status"] == "READY"
+    assert videos[-1]["progress"] == 100
+    progress = [v["progress"] for v in videos]
+    assert progress == sorted(progress)
+    assert all(v["id"] == video_id for v in videos)
+
+
+def test_user_stream_shows_only_the_users_own_videos(live: LiveServer, clip: Path) -> None:
+    add_user(live.settings, "bob@example.org")
+    add_user(live.settings, "eve@example.org")
+    with live.client() as client, live.client() as watcher, live.client() as spy:
+        auth = bearer(api_login(client, "bob@example.org")["access"])
+        other = bearer(api_login(client, "eve@example.org")["access"])
+        with (
+            watcher.stream("GET", "/api/events", headers=auth) as stream,
+            spy.stream("GET", "/api/events", headers=other) as spying,
+        ):
+            video_id = client.post(
+                "/api/videos", headers=auth, files={"file": ("c.mp4", clip.read_bytes())}
+            ).json()["id"]
+            ready = read_events(
+                stream,
+                until=lambda evs: any(
+                    n == "video" and d["status"] == "READY" and d["progress"] == 100 for n, d in evs
+                ),
+            )
+            assert {d["id"] for n, d in ready if n == "video"} == {video_id}
+            # Another user's stream carries nothing of Bob's: only its notification count.
+            first = read_events(spying, until="notifications")
+            assert all(n == "notifications" for n, _ in first)
+    with live.client() as client:
+        assert client.get("/api/videos/" + video_id + "/events", headers=other).status_code == 404
+        assert client.get("/api/events").status_code == 401
