@@ -12,11 +12,14 @@ import httpx
 
 from tests.support import LiveServer, add_user, api_login, bearer
 
+Events = list[tuple[str, dict[str, Any]]]
+
 
 def read_events(
-    response: httpx.Response, *, until: str, deadline: float = 60
-) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
-    events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    response: httpx.Response, *, until: str | Callable[[Events], bool], deadline: float = 60
+) -> Events:
+    """Events from a stream until the named event arrives (or ``until(events)`` holds)."""
+    events: Events = []
     name = ""
     stop_at = time.monotonic() + deadline
     for line in response.iter_lines():
