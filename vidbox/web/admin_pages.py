@@ -10,6 +10,7 @@ from vidbox.auth.invites import create_invite, list_open_invites
 from vidbox.auth.sessions import revoke_user_sessions
 from vidbox.auth.users import change_flags, create_user, list_users
 from vidbox.errors import VidboxError
+from vidbox.jobs.admin import queue_overview, retry, storage_status
 from vidbox.models import User
 from vidbox.web.auth import require_admin
 from vidbox.web.deps import public_base, services_of
@@ -23,7 +24,12 @@ async def _page(
     services = services_of(request)
     async with services.db.read() as session:
         users = await list_users(session)
+    storage_ok, storage_detail = await storage_status(services)
     context = {
+        **await queue_overview(services),
+        "storage_ok": storage_ok,
+        "storage_detail": storage_detail,
+        "email_enabled": services.mailer.enabled,
         "users": users,
         "invites": await list_open_invites(services.db),
         "registration": services.settings.auth.registration,
@@ -96,9 +102,20 @@ async def add_invite(request: Request) -> Response:
     return await _page(request, invite_url=f"{public_base(request)}/invite/{token}")
 
 
+async def retry_job(request: Request) -> Response:
+    await require_admin(request)
+    raw = request.path_params["job_id"]
+    try:
+        await retry(services_of(request), raw)
+    except VidboxError as exc:
+        return await _page(request, error=exc.detail, status=exc.status)
+    return redirect("/admin#jobs", flash=f"Job {raw} is queued again.")
+
+
 routes = [
     Route("/admin", admin_page, methods=["GET"]),
     Route("/admin/users", add_user, methods=["POST"]),
     Route("/admin/users/{user_id}/{action}", user_action, methods=["POST"]),
     Route("/admin/invites", add_invite, methods=["POST"]),
+    Route("/admin/jobs/{job_id:int}/retry", retry_job, methods=["POST"]),
 ]
