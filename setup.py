@@ -17,7 +17,9 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 VENDOR = Path(__file__).resolve().parent / "vidbox" / "static" / "vendor"
-PACKAGES = {"hls.js@1.6.19": {"package/dist/hls.min.js": "hls.min.js", "package/LICENSE": "hls.LICENSE"}}
+PACKAGES = {
+    "hls.js@1.6.19": {"package/dist/hls.min.js": "hls.min.js", "package/LICENSE": "hls.LICENSE"},
+}
 
 
 def vendor_browser_libraries() -> None:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-from moto.server import ThreadedMotoServer
 from sqlmodel import select
 
 from tests.jobs.helpers import add_user, add_video, all_jobs, run, set_job, video_exists
 from tests.storage.conftest import s3_environ
-from tests.support import free_port
 from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE
 from vidbox.jobs.cleanup import CleanupReport, run_cleanup
@@ -22,15 +19,6 @@ from vidbox.models import JobState, Upload, VideoStatus, new_id, utcnow
 from vidbox.services import Services, open_services
 from vidbox.storage import Storage
 from vidbox.uploads import UploadSpool
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
 
 
 def age(path: Path, by: timedelta) -> None:

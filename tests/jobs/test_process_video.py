@@ -16,18 +16,16 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 from sqlmodel import select
 
 import vidbox.jobs.process_video as pipeline_module
-from tests.support import free_port
 from vidbox.config import Settings
 from vidbox.jobs import JobContext, PermanentJobError
 from vidbox.jobs.outputs import ProgressWriter
@@ -105,15 +103,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     made["garbage.mp4"] = folder / "garbage.mp4"
     made["garbage.mp4"].write_bytes(b"shopping list: milk, eggs\n" * 200)
     return made
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
 
 
 # -- a box with one uploaded video ---------------------------------------------------------

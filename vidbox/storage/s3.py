@@ -24,6 +24,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from urllib3.util import Retry, Timeout
 
+from vidbox.filenames import content_disposition
 from vidbox.storage import (
     CHUNK_SIZE,
     ObjectInfo,
@@ -343,7 +344,6 @@ class S3Storage:
         if filename:
             # One builder for the header in both proxy and redirect modes, so downloads get the
             # same sanitised name either way. Imported here: storage does not otherwise use web.
-            from vidbox.web.serving import content_disposition
 
             response_headers["response-content-disposition"] = content_disposition(filename)
         # Signing is local computation (the region is known), so no thread is needed.

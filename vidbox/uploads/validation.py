@@ -6,13 +6,10 @@ passes them in.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
+from vidbox.filenames import clean_filename
 from vidbox.uploads.spool import UploadError
 
 HEAD_BYTES = 4096
-MAX_FILENAME_CHARS = 200
 
 DISPLAY_NAMES = {"mp4": "MP4", "mov": "MOV", "avi": "AVI", "webm": "WebM", "mkv": "MKV"}
 # Containers that are the same format under two names: a QuickTime file called .mp4 (or the
@@ -44,13 +41,6 @@ _QUICKTIME_FIRST_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 _EBML_DOCTYPE_ID = 0x4282
 _DOCTYPES = {b"webm": "webm", b"matroska": "mkv"}
-
-# Invisible characters that can make a name display differently from what it is
-# ("clip\u202e4pm.exe" shows as "clipexe.mp4").
-_BIDI_CONTROLS = {0x061C, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
-_EDGE_JUNK = re.compile(r"^[\s.]+|[\s.]+$")
-_TRAILING_JUNK = re.compile(r"[\s.]+$")
-_EXTENSION = re.compile(r"[A-Za-z0-9]{1,16}")
 
 
 def _read_vint(data: bytes, pos: int, *, keep_marker: bool) -> tuple[int, int]:
@@ -155,25 +145,3 @@ def check_upload(filename: str, declared_type: str | None, head: bytes, allowed:
     if FAMILIES.get(claimed) != FAMILIES[container] or claimed not in allowed:
         raise UploadError(not_a_video_message(allowed), status=415)
     return container
-
-
-def clean_filename(name: str) -> str:
-    """A file name that is safe to store and show: last path component only, no control or
-    direction-changing characters, NFC, no leading/trailing spaces or dots, at most 200
-    characters with the extension kept. Falls back to ``video`` (plus the extension)."""
-    kept = "".join(
-        ch
-        for ch in name
-        if ord(ch) not in _BIDI_CONTROLS and unicodedata.category(ch) not in {"Cc", "Zl", "Zp"}
-    )
-    kept = unicodedata.normalize("NFC", kept)
-    component = re.split(r"[/\\]", kept)[-1]
-    # Trailing dots and spaces go first, so "clip.mp4 ." still has its extension.
-    component = _TRAILING_JUNK.sub("", component)
-    stem, dot, extension = component.rpartition(".")
-    if not dot or not _EXTENSION.fullmatch(extension):
-        stem, extension = component, ""
-    suffix = f".{extension}" if extension else ""
-    stem = _EDGE_JUNK.sub("", stem)
-    stem = _EDGE_JUNK.sub("", stem[: MAX_FILENAME_CHARS - len(suffix)]) or "video"
-    return stem + suffix

@@ -11,17 +11,16 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-import unicodedata
 from contextlib import suppress
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Final, Literal
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from vidbox.filenames import content_disposition
 from vidbox.storage import ObjectInfo, Storage
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 DEFAULT_CACHE: Final = "private, max-age=0, must-revalidate"
 UNSATISFIABLE: Final = "unsatisfiable"
-MAX_FILENAME_CHARS: Final = 150
 
 CONTENT_TYPES: Final = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -52,7 +50,6 @@ _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
 # Unicode categories that must never reach a file name: controls (NUL, newlines), format
 # characters (bidi overrides such as U+202E, zero-width joiners), surrogates, private use,
 # unassigned, and line/paragraph separators.
-_FORBIDDEN_CATEGORIES: Final = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
 def content_type_for(key: str) -> str:
@@ -93,43 +90,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["uns
     if start >= size:
         return UNSATISFIABLE
     return start, size - 1 if end is None else min(end, size - 1)
-
-
-def safe_filename(name: str) -> str:
-    """A download name with no path, control, bidi or quote characters, at most 150 characters
-    and keeping its extension. Never empty."""
-    name = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
-    cleaned = "".join(
-        ch for ch in name if ch != '"' and unicodedata.category(ch) not in _FORBIDDEN_CATEGORIES
-    )
-    # No hidden files or "..", and no trailing dots or spaces (Windows drops them).
-    cleaned = " ".join(cleaned.split()).strip(" .")
-    stem, ext = os.path.splitext(cleaned)
-    if len(ext) > 16 or " " in ext:
-        stem, ext = cleaned, ""
-    stem = stem[: MAX_FILENAME_CHARS - len(ext)].rstrip(" .")
-    return (stem or "download") + ext
-
-
-def _ascii_fallback(name: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", name)
-    text = "".join(
-        ch if 32 <= ord(ch) < 127 and ch not in '"\\%' else "_"
-        for ch in decomposed
-        if not unicodedata.combining(ch)
-    )
-    stem, ext = os.path.splitext(text)
-    if not stem.strip("_ ."):
-        stem = "download"
-    return stem + ext
-
-
-def content_disposition(name: str) -> str:
-    """``attachment`` with an ASCII ``filename`` for old clients and the exact UTF-8 name in
-    ``filename*`` (RFC 6266 / RFC 8187), both from ``safe_filename``."""
-    clean = safe_filename(name)
-    encoded = quote(clean, safe="")
-    return f"attachment; filename=\"{_ascii_fallback(clean)}\"; filename*=UTF-8''{encoded}"
 
 
 def _http_date(moment: datetime) -> str:
