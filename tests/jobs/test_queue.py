@@ -12,15 +12,13 @@ import pytest
 from tests.jobs.helpers import all_jobs, get_job, make_due, run, set_job
 from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, PermanentJobError
+from vidbox.jobs.admin import list_jobs, queue_stats, retry_job
 from vidbox.jobs.queue import (
     BACKOFF_CAP_SECONDS,
     backoff_seconds,
     cancel_video_jobs,
     claim_next,
     enqueue,
-    list_jobs,
-    queue_stats,
-    retry_job,
 )
 from vidbox.jobs.runner import JobRunner, describe_error
 from vidbox.models import Job, JobState, utcnow

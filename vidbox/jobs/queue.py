@@ -1,4 +1,4 @@
-"""The job queue's table operations: enqueue, claim, outcomes and the admin helpers.
+"""The job queue's table operations: enqueue, claim and outcomes (admin views: jobs/admin.py).
 
 Every state change is one short write transaction (``BEGIN IMMEDIATE``), so
 several workers or processes sharing the database never both take a job. A running job is
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -340,82 +340,3 @@ async def cancel_video_jobs(session: AsyncSession, video_id: str) -> list[int]:
         )
     )
     return [job_id for job_id in running if job_id is not None]
-
-
-# -- admin helpers ---------------------------------------------------------------------------
-
-
-async def list_jobs(
-    db: Database,
-    states: Sequence[str] = (JobState.FAILED, JobState.DEAD),
-    limit: int = 50,
-) -> list[Job]:
-    """Jobs in ``states``, most recently changed first."""
-    async with db.read() as session:
-        rows = await session.exec(
-            select(Job)
-            .where(col(Job.state).in_(list(states)))
-            .order_by(col(Job.updated_at).desc(), col(Job.id).desc())
-            .limit(limit)
-        )
-        return list(rows.all())
-
-
-async def retry_job(db: Database, job_id: int) -> Job | None:
-    """Run a job again from scratch, now: back to queued with its attempts reset. None when
-    there is no such job; a running job is returned unchanged (it is already being run)."""
-    now = utcnow()
-    async with db.session() as session:
-        job = await session.get(Job, job_id)
-        if job is None or job.state == JobState.RUNNING:
-            return job
-        job.state = JobState.QUEUED
-        job.attempts = 0
-        job.run_at = now
-        job.lease_until = None
-        job.worker = None
-        job.finished_at = None
-        job.updated_at = now
-        session.add(job)
-    return job
-
-
-async def queue_stats(db: Database, *, now: datetime | None = None) -> dict[str, Any]:
-    """For the admin page and health checks::
-
-    {"states": {"queued": 3, "running": 1, "succeeded": 9, "failed": 0, "dead": 1},
-     "lanes": {"media": {"queued": 2, ...}, "small": {...}},
-     "runnable": 2,                  # queued with run_at <= now
-     "oldest_runnable_seconds": 84.2 # how long the longest-waiting runnable job has
-                                     # waited since its run_at; None when none is waiting
-     "expired_leases": 0}            # running jobs whose worker stopped renewing
-    """
-    now = now or utcnow()
-    lanes: dict[str, dict[str, int]] = {lane: dict.fromkeys(ALL_STATES, 0) for lane in LANES}
-    states = dict.fromkeys(ALL_STATES, 0)
-    async with db.read() as session:
-        counts = await session.exec(
-            select(Job.lane, Job.state, func.count()).group_by(col(Job.lane), col(Job.state))
-        )
-        for lane, state, count in counts.all():
-            lanes.setdefault(lane, dict.fromkeys(ALL_STATES, 0))[state] = count
-            states[state] = states.get(state, 0) + count
-        runnable = col(Job.state) == JobState.QUEUED, col(Job.run_at) <= now
-        waiting, oldest = (
-            await session.exec(select(func.count(), func.min(Job.run_at)).where(*runnable))
-        ).one()
-        expired = (
-            await session.exec(
-                select(func.count()).where(
-                    col(Job.state) == JobState.RUNNING,
-                    or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now),
-                )
-            )
-        ).one()
-    return {
-        "states": states,
-        "lanes": lanes,
-        "runnable": int(waiting),
-        "oldest_runnable_seconds": (now - oldest).total_seconds() if oldest else None,
-        "expired_leases": int(expired),
-    }

@@ -3,7 +3,7 @@ the tus header helpers. No HTTP or database code lives here; the routes call int
 
 from __future__ import annotations
 
-from vidbox.uploads.spool import (
+from vidbox.uploads.errors import (
     ChecksumMismatch,
     EmptyUpload,
     OffsetMismatch,
@@ -11,9 +11,8 @@ from vidbox.uploads.spool import (
     UploadError,
     UploadLocked,
     UploadNotFound,
-    UploadSpool,
-    check_upload_id,
 )
+from vidbox.uploads.spool import UploadSpool, check_upload_id
 from vidbox.uploads.validation import (
     HEAD_BYTES,
     check_declared,

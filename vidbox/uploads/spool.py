@@ -27,13 +27,20 @@ import hmac
 import json
 import os
 import re
-import tempfile
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from vidbox.uploads.errors import (
+    ChecksumMismatch,
+    EmptyUpload,
+    OffsetMismatch,
+    TooLarge,
+    UploadLocked,
+    UploadNotFound,
+)
+from vidbox.uploads.files import on_disk_thread, pwrite_all, truncate_synced, write_atomic
 from vidbox.uploads.tus import checksum_algorithm
 
 # Received bytes are gathered up to this size before one write, which keeps memory flat and
@@ -42,60 +49,6 @@ WRITE_BUFFER_BYTES = 1024 * 1024
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _DATETIME_KEYS = ("created_at", "expires_at")
-# A dedicated pool: a long upload's disk writes should not queue behind unrelated to_thread work.
-_DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
-
-T = TypeVar("T")
-
-
-class UploadError(Exception):
-    """An upload was refused. ``detail`` is a sentence for the user, ``status`` the HTTP status
-    the web layer should answer with."""
-
-    status: int = 400
-    default_detail = "The upload was refused."
-
-    def __init__(self, detail: str | None = None, *, status: int | None = None) -> None:
-        self.detail = detail or self.default_detail
-        if status is not None:
-            self.status = status
-        super().__init__(self.detail)
-
-
-class UploadNotFound(UploadError):
-    status = 404
-    default_detail = "There is no such upload. It may have expired or been cancelled."
-
-
-class OffsetMismatch(UploadError):
-    status = 409
-    default_detail = "The upload offset does not match what the server has."
-
-    def __init__(self, current: int) -> None:
-        super().__init__(
-            f"The server has {current} bytes of this upload; send the rest from there."
-        )
-        self.current = current
-
-
-class TooLarge(UploadError):
-    status = 413
-    default_detail = "The upload is larger than allowed."
-
-
-class ChecksumMismatch(UploadError):
-    status = 460
-    default_detail = "The data does not match its checksum; send this part again."
-
-
-class UploadLocked(UploadError):
-    status = 423
-    default_detail = "Another request is already sending this upload; try again in a moment."
-
-
-class EmptyUpload(UploadError):
-    status = 400
-    default_detail = "The file is empty."
 
 
 def check_upload_id(upload_id: str) -> str:
@@ -111,62 +64,6 @@ def _known_id(upload_id: str) -> str:
         return check_upload_id(upload_id)
     except ValueError:
         raise UploadNotFound() from None
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes a create/rename/unlink in the folder survive a power cut, not just a crash.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _pwrite_all(fd: int, data: bytes | bytearray, position: int, hasher: Any = None) -> None:
-    # pwrite at an explicit position makes a retry after a failed or cancelled write idempotent.
-    # Hashing happens here, off the event loop: hashlib releases the GIL for big buffers.
-    if hasher is not None:
-        hasher.update(data)
-    with memoryview(data) as view:
-        while view:
-            written = os.pwrite(fd, view, position)
-            position += written
-            view = view[written:]
-
-
-def _truncate(fd: int, size: int) -> None:
-    os.ftruncate(fd, size)
-    os.fsync(fd)
-
-
-async def _on_disk_thread(func: Callable[..., T], *args: Any) -> T:
-    """Run blocking file work off the event loop. If the awaiting task is cancelled, the work
-    still finishes (or is done here) before the cancellation goes on, so the caller never
-    touches a file descriptor a thread is still writing to, and no received byte is dropped."""
-    job = _DISK.submit(func, *args)
-    try:
-        return await asyncio.wrap_future(job)
-    except asyncio.CancelledError:
-        if job.cancel():  # had not started: do it here
-            func(*args)
-        else:
-            job.result()  # running: wait for it
-        raise
 
 
 def _encode_info(info: dict[str, Any]) -> bytes:
@@ -215,7 +112,7 @@ class UploadSpool:
         finally:
             os.close(fd)
         try:
-            _write_atomic(self._info_path(upload_id), encoded)
+            write_atomic(self._info_path(upload_id), encoded)
         except BaseException:
             data_path.unlink(missing_ok=True)
             raise
@@ -236,7 +133,7 @@ class UploadSpool:
         """Move the expiry of an upload, e.g. after each received part."""
         record = self.info(upload_id)
         record["expires_at"] = _aware(expires_at)
-        _write_atomic(self._info_path(upload_id), _encode_info(record))
+        write_atomic(self._info_path(upload_id), _encode_info(record))
 
     def offset(self, upload_id: str) -> int:
         """Bytes received and kept so far. While a checksummed append is in flight, or after a
@@ -357,7 +254,7 @@ class UploadSpool:
         rollback = self._read_rollback(upload_id)
         if rollback is not None:
             if os.fstat(fd).st_size > rollback:
-                _truncate(fd, rollback)
+                truncate_synced(fd, rollback)
             self._verify_path(upload_id).unlink()
         return os.fstat(fd).st_size
 
@@ -383,12 +280,12 @@ class UploadSpool:
         if checksum:  # guards against corruption in transit, not against an attacker
             hasher = hashlib.new(checksum_algorithm(checksum[0]), usedforsecurity=False)
         async with self._exclusive(upload_id) as fd:
-            current = await _on_disk_thread(self._roll_back_unverified, upload_id, fd)
+            current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
             if expected_offset != current:
                 raise OffsetMismatch(current)
             if checksum:
-                await _on_disk_thread(
-                    _write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
+                await on_disk_thread(
+                    write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
                 )
             written = expected_offset  # bytes at or before this position are in the file
             buffer = bytearray()
@@ -400,17 +297,17 @@ class UploadSpool:
                         chunk, too_large = chunk[:room], True
                     buffer += chunk
                     if len(buffer) >= WRITE_BUFFER_BYTES or too_large:
-                        await _on_disk_thread(_pwrite_all, fd, buffer, written, hasher)
+                        await on_disk_thread(pwrite_all, fd, buffer, written, hasher)
                         written += len(buffer)
                         buffer.clear()
                     if too_large:
                         break
-                await _on_disk_thread(_pwrite_all, fd, buffer, written, hasher)
+                await on_disk_thread(pwrite_all, fd, buffer, written, hasher)
                 written += len(buffer)
                 buffer.clear()
-                await _on_disk_thread(os.fsync, fd)
+                await on_disk_thread(os.fsync, fd)
             except Exception:
-                await _on_disk_thread(
+                await on_disk_thread(
                     self._settle_broken_body,
                     upload_id,
                     fd,
@@ -427,9 +324,9 @@ class UploadSpool:
             if checksum:
                 verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
                 if verified:
-                    await _on_disk_thread(self._verify_path(upload_id).unlink)
+                    await on_disk_thread(self._verify_path(upload_id).unlink)
                 else:
-                    await _on_disk_thread(self._discard_unverified, upload_id, fd, expected_offset)
+                    await on_disk_thread(self._discard_unverified, upload_id, fd, expected_offset)
                     if not too_large:
                         raise ChecksumMismatch()
             if too_large:
@@ -437,7 +334,7 @@ class UploadSpool:
             return written
 
     def _discard_unverified(self, upload_id: str, fd: int, expected_offset: int) -> None:
-        _truncate(fd, expected_offset)
+        truncate_synced(fd, expected_offset)
         self._verify_path(upload_id).unlink(missing_ok=True)
 
     def _settle_broken_body(
@@ -455,7 +352,7 @@ class UploadSpool:
         # The buffer may hold bytes whose write failed halfway; pwrite makes rewriting them safe.
         # If the disk itself is failing this raises too; the original error still propagates.
         with contextlib.suppress(OSError):
-            _pwrite_all(fd, buffer, written)
+            pwrite_all(fd, buffer, written)
             os.fsync(fd)
 
     async def stream_to_spool(
@@ -474,15 +371,15 @@ class UploadSpool:
                     raise TooLarge(f"The file is larger than the {max_bytes}-byte limit.")
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER_BYTES:
-                    await _on_disk_thread(_pwrite_all, fd, buffer, written)
+                    await on_disk_thread(pwrite_all, fd, buffer, written)
                     written += len(buffer)
                     buffer.clear()
-            await _on_disk_thread(_pwrite_all, fd, buffer, written)
+            await on_disk_thread(pwrite_all, fd, buffer, written)
             written += len(buffer)
             buffer.clear()
             if written == 0:
                 raise EmptyUpload()
-            await _on_disk_thread(os.fsync, fd)
+            await on_disk_thread(os.fsync, fd)
         except BaseException:
             os.close(fd)
             data_path.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ passes them in.
 from __future__ import annotations
 
 from vidbox.filenames import clean_filename
-from vidbox.uploads.spool import UploadError
+from vidbox.uploads.errors import UploadError
 
 HEAD_BYTES = 4096
 

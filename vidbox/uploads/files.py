@@ -1,0 +1,74 @@
+"""Small, careful file operations the spool is built from: atomic replace, positional writes
+that are safe to repeat, and disk work off the event loop that survives cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+# A dedicated pool: a long upload's disk writes should not queue behind unrelated to_thread work.
+_DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
+
+T = TypeVar("T")
+
+
+def fsync_dir(path: Path) -> None:
+    # Makes a create/rename/unlink in the folder survive a power cut, not just a crash.
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    fsync_dir(path.parent)
+
+
+def pwrite_all(fd: int, data: bytes | bytearray, position: int, hasher: Any = None) -> None:
+    # pwrite at an explicit position makes a retry after a failed or cancelled write idempotent.
+    # Hashing happens here, off the event loop: hashlib releases the GIL for big buffers.
+    if hasher is not None:
+        hasher.update(data)
+    with memoryview(data) as view:
+        while view:
+            written = os.pwrite(fd, view, position)
+            position += written
+            view = view[written:]
+
+
+def truncate_synced(fd: int, size: int) -> None:
+    os.ftruncate(fd, size)
+    os.fsync(fd)
+
+
+async def on_disk_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run blocking file work off the event loop. If the awaiting task is cancelled, the work
+    still finishes (or is done here) before the cancellation goes on, so the caller never
+    touches a file descriptor a thread is still writing to, and no received byte is dropped."""
+    job = _DISK.submit(func, *args)
+    try:
+        return await asyncio.wrap_future(job)
+    except asyncio.CancelledError:
+        if job.cancel():  # had not started: do it here
+            func(*args)
+        else:
+            job.result()  # running: wait for it
+        raise
