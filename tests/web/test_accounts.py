@@ -334,3 +334,46 @@ def _invite_flow(live: LiveServer) -> None:
         assert guest.get("/api/me").json()["email"] == "guest@example.org"
     with live.client() as again:
         assert again.get(path).status_code == 404
+
+
+def test_password_change_checks_the_old_one_and_signs_out_everywhere(live: LiveServer) -> None:
+    add_user(live.settings, "lee@example.org")
+    with live.client() as browser, live.client() as api:
+        tokens = api_login(api, "lee@example.org")
+        csrf = browser_login(browser, "lee@example.org")
+        wrong = browser.post(
+            "/settings/password",
+            data={
+                "current_password": "not it at all",
+                "new_password": "a brand new secret",
+                "_csrf": csrf,
+            },
+        )
+        assert wrong.status_code == 400
+        assert "current password is not right" in wrong.text
+        done = browser.post(
+            "/settings/password",
+            data={
+                "current_password": PASSWORD,
+                "new_password": "a brand new secret",
+                "_csrf": csrf,
+            },
+        )
+        assert done.status_code == 303
+        assert browser.get("/api/me").status_code == 401
+        assert api.get("/api/me", headers=bearer(tokens["access"])).status_code == 401
+        assert api_login(api, "lee@example.org", "a brand new secret")["access"]
+        csrf = browser_login(browser, "lee@example.org", "a brand new secret")
+        statuses = [
+            browser.post(
+                "/settings/password",
+                data={
+                    "current_password": f"guess number {i}",
+                    "new_password": "x" * 12,
+                    "_csrf": csrf,
+                },
+            ).status_code
+            for i in range(9)
+        ]
+    # Eight wrong guesses per window, counting the one before the change.
+    assert statuses == [400] * 7 + [429] * 2

@@ -12,6 +12,7 @@ from tests.support import LiveServer, start_server
 from vidbox import errors
 from vidbox.app import create_app
 from vidbox.config import Settings
+from vidbox.web.middleware import loggable_path
 
 RAISED = [
     (errors.BadRequest("The title is too long."), 400),
@@ -121,3 +122,17 @@ def test_security_headers_on_every_response(server: LiveServer) -> None:
             assert "'unsafe-inline'" not in response.headers["content-security-policy"]
             assert response.headers["x-content-type-options"] == "nosniff"
             assert response.headers["referrer-policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/s/AbC123_-xyz/hls/720p/seg_00001.m4s", "/s/<token>/hls/720p/seg_00001.m4s"),
+        ("/s/AbC123/enter/signed.value.here", "/s/<token>/enter/<token>"),
+        ("/invite/secret-invite", "/invite/<token>"),
+        ("/api/videos/abc/hls/master.m3u8", "/api/videos/abc/hls/master.m3u8"),
+        ("/settings", "/settings"),
+    ],
+)
+def test_secrets_in_paths_are_not_logged(path: str, logged: str) -> None:
+    assert loggable_path(path) == logged

@@ -18,6 +18,16 @@ from vidbox.web.errors import render_error
 
 log = logging.getLogger("vidbox.web")
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Share links, invites and one-time sign-in links carry their secret in the path.
+_SECRET_PATH = re.compile(r"^/(s|invite)/[^/]+(/enter/[^/]+)?")
+
+
+def loggable_path(path: str) -> str:
+    """The request path with any secret token in it replaced, fit for logs."""
+    return _SECRET_PATH.sub(
+        lambda m: f"/{m.group(1)}/<token>" + ("/enter/<token>" if m.group(2) else ""), path
+    )
+
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -62,18 +72,18 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
-            log.exception("unhandled error", extra=log_fields(path=scope["path"]))
+            log.exception("unhandled error", extra=log_fields(path=loggable_path(scope["path"])))
             if status["code"] is None:
                 response = render_error(Request(scope), 500, None)
                 await response(scope, receive, send_wrapper)
                 status["code"] = 500
         finally:
-            # The path only: query strings can carry tokens and must not reach the logs.
+            # No query string and no path tokens: logs must not hand out access.
             log.info(
                 "request",
                 extra=log_fields(
                     method=scope["method"],
-                    path=scope["path"],
+                    path=loggable_path(scope["path"]),
                     status=status["code"],
                     ms=round((time.perf_counter() - started) * 1000, 1),
                 ),

@@ -6,7 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
 from vidbox.auth.passwords import verify_password
+from vidbox.auth.ratelimit import RateLimiter
 from vidbox.auth.sessions import (
     create_personal_token,
     list_personal_tokens,
@@ -20,6 +22,8 @@ from vidbox.web.auth import clear_session_cookie, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import form_body
 from vidbox.web.render import redirect, render
+
+PASSWORD_CHECKS = 8
 
 
 async def _page(
@@ -53,7 +57,11 @@ async def change_password(request: Request) -> Response:
     user = await require_user(request)
     form = await form_body(request)
     db = services_of(request).db
+    # A stolen session must not become a way to guess the password.
+    limiter, key = RateLimiter(db), f"password-check:{user.id}"
+    await limiter.check(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
     if not await verify_password(user.password_hash, form.get("current_password", "")):
+        await limiter.record(key, window=PASSWORD_WINDOW)
         return await _page(request, user, error="Your current password is not right.", status=400)
     try:
         async with db.session() as session:
