@@ -1,0 +1,407 @@
+"""How fast vidbox takes in an upload over loopback, next to ``cp`` of the same file, and how
+much memory the server needs while doing it.
+
+    python bench/ingest.py [--size-mib 1024] [--quick]
+
+For a 128 MiB file and a ``--size-mib`` file (1 GiB by default; ``--quick``: 128 MiB only) it
+starts a fresh ``vidbox serve`` on a temporary data folder and measures, one after the other:
+
+- cp: ``cp`` of the source file into the data folder (same file system as the upload spool),
+  and ``cp`` followed by ``sync`` of the copy (vidbox fsyncs a finished upload, ``cp`` does not);
+- tus: POST /api/uploads, then PATCH requests of ``--patch-mib`` (64 MiB) each, sent by httpx
+  from a generator that reads the file in 1 MiB slices;
+- multipart: one POST /api/videos, httpx streaming ``files=`` from the open file;
+- client ceiling: the same PATCH requests sent to a socket sink (another process that reads and
+  discards the bodies), which shows the client is not what limits the uploads.
+
+MB/s is 10^6 bytes a second. Every run reads a warm source file (the page cache cannot be
+dropped here), ``cp`` and the uploads alike. The file is the first 4 KiB of a real MP4 made by
+the bundled FFmpeg followed by random bytes: it passes vidbox's checks, FFmpeg then fails on it,
+and each upload waits for the video to leave PROCESSING so FFmpeg never competes with the next
+measurement. The server's peak resident set (VmHWM) is read after both uploads of each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from _common import (
+    MIB,
+    RssSampler,
+    VidboxServer,
+    api_login,
+    clean_env,
+    create_user,
+    load_note,
+    ratio,
+    run_ffmpeg,
+    verdict,
+    wait_for_video,
+)
+
+TARGET_CP_RATIO = 0.8
+CP_ROUNDS = 3
+TARGET_PEAK_RSS_MB = 150.0
+HEAD_BYTES = 4096
+READ_SLICE = 1 * MIB
+SETTLE_SECONDS = 600
+UPLOAD_TIMEOUT = httpx.Timeout(600, connect=10)
+
+
+# A minimal HTTP/1.1 server that reads each request body into a scratch buffer and answers
+# 204: the fastest any server could take the bytes on this machine.
+SINK = """
+import socket
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+scratch = memoryview(bytearray(1 << 20))
+while True:
+    conn, _ = server.accept()
+    with conn:
+        pending = b""
+        while True:
+            while b"\\r\\n\\r\\n" not in pending:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                pending += data
+            if b"\\r\\n\\r\\n" not in pending:
+                break
+            head, _, body = pending.partition(b"\\r\\n\\r\\n")
+            length = 0
+            for line in head.split(b"\\r\\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            left, pending = length - len(body), b""
+            while left > 0:
+                got = conn.recv_into(scratch, min(len(scratch), left))
+                if not got:
+                    break
+                left -= got
+            conn.sendall(b"HTTP/1.1 204 No Content\\r\\ncontent-length: 0\\r\\n\\r\\n")
+"""
+
+
+@dataclass
+class SizeResult:
+    size: int
+    cp: float  # seconds
+    cp_sync: float
+    tus: float
+    multipart: float
+    ceiling: float  # the tus PATCHes sent to the sink
+    start_hwm_mb: float  # VmHWM after start-up, before anyone signed in
+    login_hwm_mb: float  # VmHWM after the API sign-in (argon2 needs 64 MiB for a moment)
+    upload_rss_mb: float  # the highest VmRSS sampled while the uploads ran
+    peak_rss_mb: float  # VmHWM after both uploads: the process's peak over its whole life
+
+    def mbps(self, seconds: float) -> float:
+        return self.size / seconds / 1e6
+
+
+def mp4_head(folder: Path) -> bytes:
+    """The first bytes of a real tiny MP4: ``ftyp`` at offset 4, ``moov`` left out."""
+    clip = folder / "tiny.mp4"
+    run_ffmpeg(
+        *["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2"],
+        *["-f", "lavfi", "-i", "sine=frequency=440:duration=2"],
+        *["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"],
+        *["-shortest", str(clip)],
+    )
+    head = clip.read_bytes()[:HEAD_BYTES]
+    if head[4:8] != b"ftyp":
+        raise RuntimeError("FFmpeg's MP4 does not start with an ftyp box")
+    return head
+
+
+def write_source(path: Path, head: bytes, size: int) -> None:
+    rng = random.Random(size)
+    with path.open("wb") as fh:
+        fh.write(head)
+        left = size - len(head)
+        while left:
+            block = min(64 * MIB, left)
+            fh.write(rng.randbytes(block))
+            left -= block
+
+
+def warm(path: Path) -> None:
+    with path.open("rb") as fh:
+        while fh.read(16 * MIB):
+            pass
+
+
+def time_cp(source: Path, target: Path, *, then_sync: bool) -> float:
+    os.sync()  # no earlier writeback left to compete with this copy
+    started = time.perf_counter()
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    if then_sync:
+        subprocess.run(["sync", str(target)], check=True)
+    elapsed = time.perf_counter() - started
+    target.unlink()
+    return elapsed
+
+
+def file_slices(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while length:
+            chunk = fh.read(min(READ_SLICE, length))
+            if not chunk:
+                raise RuntimeError(f"{path} ended early")
+            length -= len(chunk)
+            yield chunk
+
+
+def tus_metadata(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def tus_upload(client: httpx.Client, auth: dict[str, str], path: Path, patch_bytes: int) -> str:
+    size = path.stat().st_size
+    tus = {**auth, "Tus-Resumable": "1.0.0"}
+    created = client.post(
+        "/api/uploads",
+        headers={
+            **tus,
+            "Upload-Length": str(size),
+            "Upload-Metadata": tus_metadata(filename=path.name, filetype="video/mp4"),
+        },
+    )
+    if created.status_code != 201:
+        raise RuntimeError(f"tus creation answered {created.status_code}: {created.text}")
+    location = created.headers["Location"]
+    offset = 0
+    while offset < size:
+        length = min(patch_bytes, size - offset)
+        response = client.patch(
+            location,
+            headers={
+                **tus,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+                "Content-Length": str(length),
+            },
+            content=file_slices(path, offset, length),
+        )
+        if response.status_code != 204:
+            raise RuntimeError(f"PATCH answered {response.status_code}: {response.text}")
+        offset = int(response.headers["Upload-Offset"])
+    return created.headers["Vidbox-Video-Id"]
+
+
+def multipart_upload(client: httpx.Client, auth: dict[str, str], path: Path) -> str:
+    with path.open("rb") as fh:
+        response = client.post(
+            "/api/videos",
+            headers=auth,
+            files={"file": (path.name, fh, "video/mp4")},
+            data={"title": "bench multipart"},
+        )
+    if response.status_code != 201:
+        raise RuntimeError(f"multipart upload answered {response.status_code}: {response.text}")
+    video = response.json()
+    if video["size_bytes"] != path.stat().st_size:
+        raise RuntimeError(f"server kept {video['size_bytes']} bytes of {path.stat().st_size}")
+    return str(video["id"])
+
+
+def client_ceiling(path: Path, patch_bytes: int) -> float:
+    """Seconds to send ``path`` as tus-sized PATCH requests to the socket sink."""
+    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None
+        port = int(sink.stdout.readline())
+        size = path.stat().st_size
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=UPLOAD_TIMEOUT) as client:
+            os.sync()
+            started = time.perf_counter()
+            for offset in range(0, size, patch_bytes):
+                length = min(patch_bytes, size - offset)
+                response = client.patch(
+                    "/sink",
+                    headers={"Content-Length": str(length)},
+                    content=file_slices(path, offset, length),
+                )
+                if response.status_code != 204:
+                    raise RuntimeError(f"the sink answered {response.status_code}")
+            return time.perf_counter() - started
+    finally:
+        sink.kill()
+        sink.wait(timeout=10)
+
+
+def settle(client: httpx.Client, auth: dict[str, str], video_id: str) -> str:
+    """Wait until processing is over (FAILED is expected), then delete the video."""
+    video = wait_for_video(
+        client,
+        video_id,
+        auth,
+        done=lambda v: v["status"] not in {"UPLOADING", "PROCESSING"},
+        timeout=SETTLE_SECONDS,
+        what="to leave PROCESSING",
+    )
+    client.delete(f"/api/videos/{video_id}", headers=auth).raise_for_status()
+    return str(video["status"])
+
+
+def timed(upload: Callable[[], str]) -> tuple[float, str]:
+    """Seconds an upload takes (after flushing earlier writes), and its video id."""
+    os.sync()
+    started = time.perf_counter()
+    video_id = upload()
+    return time.perf_counter() - started, video_id
+
+
+def measure_size(
+    scratch: Path, head: bytes, size: int, patch_bytes: int, rounds: int
+) -> SizeResult:
+    label = f"{size // MIB} MiB"
+    source = scratch / f"source-{size // MIB}MiB.mp4"
+    data_dir = scratch / f"data-{size // MIB}MiB"
+    print(f"{label}: writing the source file ...", flush=True)
+    write_source(source, head, size)
+    warm(source)
+    env = clean_env({"VIDBOX_AUTH__ACCESS_TOKEN_MINUTES": "240"})
+    data_dir.mkdir()
+    create_user(data_dir, env)
+    try:
+        print(f"{label}: cp, cp + sync (one untimed, then best of {CP_ROUNDS}) ...", flush=True)
+        copy = data_dir / "cp-copy.mp4"
+        time_cp(source, copy, then_sync=True)  # first touches of fresh memory are slow in a VM
+        cp = min(time_cp(source, copy, then_sync=False) for _ in range(CP_ROUNDS))
+        cp_sync = min(time_cp(source, copy, then_sync=True) for _ in range(CP_ROUNDS))
+        print(f"{label}: client ceiling (PATCHes to a socket sink) ...", flush=True)
+        ceiling = min(client_ceiling(source, patch_bytes) for _ in range(rounds))
+        with (
+            VidboxServer(data_dir, env).start() as server,
+            httpx.Client(base_url=server.url, timeout=UPLOAD_TIMEOUT) as client,
+        ):
+            start_hwm = server.peak_rss_mb()
+            auth = api_login(client)
+            login_hwm = server.peak_rss_mb()
+            tus_times, multipart_times = [], []
+            with RssSampler(server.pid) as sampled:
+                for round_ in range(1, rounds + 1):
+                    print(f"{label}: round {round_}: tus upload ...", flush=True)
+                    seconds, video_id = timed(lambda: tus_upload(client, auth, source, patch_bytes))
+                    tus_times.append(seconds)
+                    status = settle(client, auth, video_id)
+                    print(f"{label}: tus video {status}; multipart upload ...", flush=True)
+                    seconds, video_id = timed(lambda: multipart_upload(client, auth, source))
+                    multipart_times.append(seconds)
+                    status = settle(client, auth, video_id)
+                    print(f"{label}: multipart video {status}", flush=True)
+            peak = server.peak_rss_mb()
+    finally:
+        source.unlink(missing_ok=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    tus, multipart = min(tus_times), min(multipart_times)
+    memory = (start_hwm, login_hwm, sampled.max_mb, peak)
+    return SizeResult(size, cp, cp_sync, tus, multipart, ceiling, *memory)
+
+
+def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) -> bool:
+    print()
+    print(f"ingest over loopback; {note}; warm source file, ext4 data folder")
+    print(f"tus: httpx PATCH of {patch_bytes // MIB} MiB each from a 1 MiB-slice generator")
+    print(
+        f"throughput, MB/s (ratio to cp | to cp + sync); cp best of {CP_ROUNDS}, "
+        f"uploads and ceiling best of {rounds}"
+    )
+    header = (
+        f"{'size':>9} {'cp':>6} {'cp+sync':>8} {'tus':>22} {'multipart':>22} {'client ceiling':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        cp, cps = r.mbps(r.cp), r.mbps(r.cp_sync)
+
+        def cell(mbps: float, cp: float = cp, cps: float = cps) -> str:
+            return f"{mbps:5.0f} ({ratio(mbps, cp)} | {ratio(mbps, cps)})"
+
+        print(
+            f"{r.size // MIB:>5} MiB {cp:6.0f} {cps:8.0f} {cell(r.mbps(r.tus)):>22} "
+            f"{cell(r.mbps(r.multipart)):>22} {r.mbps(r.ceiling):15.0f}"
+        )
+    print()
+    print("server memory, MB (VmHWM = peak resident set of the vidbox process, no FFmpeg)")
+    header = (
+        f"{'size':>9} {'HWM after start':>16} {'HWM after sign-in':>18} "
+        f"{'max RSS in uploads':>19} {'HWM at end':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(
+            f"{r.size // MIB:>5} MiB {r.start_hwm_mb:16.0f} {r.login_hwm_mb:18.0f} "
+            f"{r.upload_rss_mb:19.0f} {r.peak_rss_mb:11.0f}"
+        )
+    largest, smallest = results[-1], results[0]
+    if len(results) > 1:
+        growth = largest.upload_rss_mb - smallest.upload_rss_mb
+        print(
+            f"max RSS during uploads, {smallest.size // MIB} MiB -> {largest.size // MIB} MiB: "
+            f"{growth:+.0f} MB for {(largest.size - smallest.size) / 1e6:.0f} MB more file"
+        )
+    mib = largest.size // MIB
+    targets = [
+        (
+            f"tus >= {TARGET_CP_RATIO}x cp ({mib} MiB)",
+            ratio(largest.mbps(largest.tus), largest.mbps(largest.cp)),
+            largest.cp / largest.tus >= TARGET_CP_RATIO,
+        ),
+        (
+            f"multipart >= {TARGET_CP_RATIO}x cp ({mib} MiB)",
+            ratio(largest.mbps(largest.multipart), largest.mbps(largest.cp)),
+            largest.cp / largest.multipart >= TARGET_CP_RATIO,
+        ),
+        (
+            f"server peak RSS (VmHWM) < {TARGET_PEAK_RSS_MB:.0f} MB ({mib} MiB)",
+            f"{largest.peak_rss_mb:.0f} MB",
+            largest.peak_rss_mb < TARGET_PEAK_RSS_MB,
+        ),
+    ]
+    print()
+    print("targets")
+    for name, value, met in targets:
+        print(f"  {name:<46} {value:>8}  {verdict(met)}")
+    return all(met for _, _, met in targets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="size of the large file")
+    parser.add_argument("--quick", action="store_true", help="the 128 MiB file only")
+    parser.add_argument("--patch-mib", type=int, default=64, help="bytes per tus PATCH")
+    parser.add_argument("--rounds", type=int, default=2, help="uploads of each kind; best kept")
+    parser.add_argument("--work-dir", type=Path, help="scratch folder (default: system temp)")
+    args = parser.parse_args(argv)
+    sizes = [128] if args.quick else sorted({128, max(1, args.size_mib)})
+    patch_bytes = max(1, args.patch_mib) * MIB
+    with tempfile.TemporaryDirectory(prefix="vidbox-bench-ingest-", dir=args.work_dir) as name:
+        scratch = Path(name)
+        note = load_note()
+        head = mp4_head(scratch)
+        results = [
+            measure_size(scratch, head, size * MIB, patch_bytes, max(1, args.rounds))
+            for size in sizes
+        ]
+    return 0 if report(results, patch_bytes, max(1, args.rounds), note) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
