@@ -3,8 +3,10 @@
 Two engines share the SQLite file. Sessions from ``session()`` start with ``BEGIN IMMEDIATE``:
 in WAL mode a deferred transaction that reads and later writes fails at once with SQLITE_BUSY
 when another connection wrote in between (busy_timeout does not help), so anything that may
-write takes the write lock up front. ``read()`` sessions are plain deferred transactions for the
-hot read-only paths (pages, media checks), which then never queue behind writers.
+write takes the write lock up front. ``read()`` sessions run each statement on its own
+(autocommit) for the hot read-only paths (pages, media checks): they never queue behind
+writers and skip the transaction round trips. Code that needs several reads to agree uses
+``session()``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidbox.cache import TTLCache
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# How long another process may still accept a token this one revoked (see vidbox.cache).
+AUTH_CACHE_SECONDS = 2.0
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -38,10 +44,11 @@ def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _make_engine(path: Path, begin: str) -> AsyncEngine:
+def _make_engine(path: Path, begin: str | None) -> AsyncEngine:
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
     sa.event.listen(engine.sync_engine, "connect", _set_pragmas)
-    sa.event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+    if begin is not None:
+        sa.event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql(begin))
     return engine
 
 
@@ -80,13 +87,18 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._write = _make_engine(path, "BEGIN IMMEDIATE")
-        self._read = _make_engine(path, "BEGIN")
+        # Reads run in autocommit: no BEGIN/ROLLBACK round trips on every page and segment.
+        self._read = _make_engine(path, None)
         self._write_sessions = async_sessionmaker(
             self._write, class_=AsyncSession, expire_on_commit=False
         )
         self._read_sessions = async_sessionmaker(
             self._read, class_=AsyncSession, expire_on_commit=False
         )
+        # Signed-in principals by token hash; every revocation through this handle clears it.
+        self.auth_cache: TTLCache[Any] = TTLCache(ttl=AUTH_CACHE_SECONDS)
+        # Video rows for media requests (a player fetches a segment every few seconds).
+        self.video_cache: TTLCache[Any] = TTLCache(ttl=AUTH_CACHE_SECONDS)
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate_sync, self.path)

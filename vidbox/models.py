@@ -130,7 +130,9 @@ class VideoStatus:
 
 class Video(SQLModel, table=True):
     __tablename__ = "videos"
-    __table_args__ = (sa.Index("ix_videos_owner_created", "owner_id", "created_at"),)
+    # The dashboard's order (newest first, id breaking ties) straight from the index: without
+    # the id, SQLite sorts every page in a temporary B-tree.
+    __table_args__ = (sa.Index("ix_videos_owner_created_id", "owner_id", "created_at", "id"),)
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     owner_id: str = Field(foreign_key="users.id", ondelete="CASCADE", max_length=32)

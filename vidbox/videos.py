@@ -108,6 +108,20 @@ async def get_owned(session: AsyncSession, user: User, video_id: str) -> Video:
     return video
 
 
+async def owned_for_media(services: Services, user: User, video_id: str) -> Video:
+    """``get_owned`` for media requests, from a cache that lives a couple of seconds: players
+    ask for a segment every few seconds, each one an ownership check otherwise."""
+    video: Video | None = services.db.video_cache.get(video_id)
+    if video is None:
+        async with services.db.read() as session:
+            video = await session.get(Video, video_id) if len(video_id) <= 32 else None
+        if video is not None:
+            services.db.video_cache.put(video_id, video)
+    if video is None or video.owner_id != user.id:
+        raise NotFound("No such video.")
+    return video
+
+
 async def list_videos(
     services: Services, user: User, *, page: int, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
@@ -215,6 +229,7 @@ async def delete_video(services: Services, user: User, video_id: str) -> None:
         spool_ids = [u.id for u in uploads]
         prefix = video_prefix(video)
         await session.delete(video)
+    services.db.video_cache.clear()
     runner = getattr(services, "runner", None)
     if runner is not None:
         await runner.cancel_video(video_id)

@@ -10,7 +10,7 @@ the database, so signing out takes effect at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -30,6 +30,7 @@ class Principal:
     user: User
     session: AuthSession
     via: str  # "cookie" | "access" | "personal"
+    expires_at: datetime | None = None  # of the token itself
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ async def rotate_refresh(
             session.add_all([token, auth])
             pair = _pair(session, auth.id, access_minutes, refresh_days)
     if reused:
+        db.auth_cache.clear()
         raise Unauthorized(
             "This refresh token was already used, so every token of this sign-in has been "
             "revoked. Sign in again."
@@ -150,7 +152,11 @@ async def authenticate(db: Database, token: str, kinds: tuple[str, ...]) -> Prin
     """The principal behind a token, or None when it is unknown, expired or revoked."""
     if not token or len(token) > 200:
         return None
+    cache_key = (hash_token(token), kinds)
+    cached: Principal | None = db.auth_cache.get(cache_key)
     now = utcnow()
+    if cached is not None and _still_valid(cached, now):
+        return cached
     async with db.read() as session:
         found = (
             await session.exec(
@@ -163,11 +169,20 @@ async def authenticate(db: Database, token: str, kinds: tuple[str, ...]) -> Prin
     if found is None:
         return None
     row, auth, user = found
-    if row.expires_at and row.expires_at <= now:
+    principal = Principal(user=user, session=auth, via=row.kind, expires_at=row.expires_at)
+    if not _still_valid(principal, now):
         return None
-    if auth.revoked_at or (auth.expires_at and auth.expires_at <= now) or user.disabled:
-        return None
-    return Principal(user=user, session=auth, via=row.kind)
+    db.auth_cache.put(cache_key, principal)
+    return principal
+
+
+def _still_valid(principal: Principal, now: datetime) -> bool:
+    auth = principal.session
+    if principal.expires_at and principal.expires_at <= now:
+        return False
+    return not (
+        auth.revoked_at or (auth.expires_at and auth.expires_at <= now) or principal.user.disabled
+    )
 
 
 async def revoke_session(db: Database, session_id: str, *, user_id: str | None = None) -> bool:
@@ -179,7 +194,8 @@ async def revoke_session(db: Database, session_id: str, *, user_id: str | None =
         query = query.where(col(AuthSession.user_id) == user_id)
     async with db.session() as session:
         result = await session.exec(query.values(revoked_at=utcnow()))  # type: ignore[call-overload]
-        return bool(result.rowcount)
+    db.auth_cache.clear()
+    return bool(result.rowcount)
 
 
 async def revoke_user_sessions(db: Database, user_id: str, *, kinds: tuple[str, ...]) -> int:
@@ -194,4 +210,5 @@ async def revoke_user_sessions(db: Database, user_id: str, *, kinds: tuple[str, 
             )
             .values(revoked_at=utcnow())
         )
-        return int(result.rowcount)
+    db.auth_cache.clear()
+    return int(result.rowcount)

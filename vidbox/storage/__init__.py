@@ -11,7 +11,7 @@ The ``Storage`` protocol:
   store an object, replacing any previous one atomically (readers see the old or the new
   object, never half of one).
 - ``stat(key) -> ObjectInfo``; raises ``ObjectNotFound``.
-- ``open_range(key, start=0, end=None)`` is an async iterator of byte chunks (about
+- ``open_range(key, start=0, end=None)`` is an async iterator of byte chunks (at most a few
   ``CHUNK_SIZE`` each) covering ``start..end`` inclusive; ``end=None`` reads to the end, and a
   range past the end yields only what exists. The object is never loaded whole. Close it
   (``contextlib.aclosing``) when stopping early so the backend releases its file or connection.

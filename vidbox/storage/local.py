@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from vidbox.cache import TTLCache
 from vidbox.storage import (
     CHUNK_SIZE,
     ObjectInfo,
@@ -33,11 +34,20 @@ TEMP_PREFIX = ".vidbox-tmp-"
 COPY_BUFFER = 1024 * 1024
 
 
+# Reading a local file costs one thread hand-off per chunk; larger chunks than the protocol's
+# usual size keep that overhead small for the segments players fetch all the time.
+READ_CHUNK = 4 * CHUNK_SIZE
+
+
 class LocalStorage:
     name = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._real_root = os.path.realpath(self.root)
+        # Resolved folders: realpath checks every component with a system call, and a player
+        # asks for a file of the same folder every few seconds.
+        self._folders: TTLCache[str] = TTLCache(ttl=2.0)
 
     def describe(self) -> str:
         return f"local folder {self.root}"
@@ -48,8 +58,15 @@ class LocalStorage:
         """The real path for ``key``; refuses keys that resolve outside the root, e.g. through
         a symlink planted inside the media folder."""
         validate_key(key)
-        root = os.path.realpath(self.root)
-        resolved = os.path.realpath(os.path.join(root, key))
+        root = self._real_root
+        folder, _, name = key.rpartition("/")
+        real_folder = self._folders.get(folder)
+        if real_folder is None:
+            real_folder = os.path.realpath(os.path.join(root, folder)) if folder else root
+            self._folders.put(folder, real_folder)
+        resolved = os.path.join(real_folder, name)
+        if os.path.islink(resolved):
+            resolved = os.path.realpath(resolved)
         if os.path.commonpath([root, resolved]) != root or resolved == root:
             raise StorageError(f"{self.describe()}: key {key} resolves outside the folder")
         return Path(resolved)
@@ -142,7 +159,7 @@ class LocalStorage:
         try:
             remaining = None if end is None else end - start + 1
             while remaining is None or remaining > 0:
-                want = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+                want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
                 chunk = await asyncio.to_thread(fh.read, want)
                 if not chunk:
                     break

@@ -42,16 +42,44 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def pwrite_all(fd: int, data: bytes | bytearray, position: int, hasher: Any = None) -> None:
-    # pwrite at an explicit position makes a retry after a failed or cancelled write idempotent.
-    # Hashing happens here, off the event loop: hashlib releases the GIL for big buffers.
+# Linux accepts at most this many buffers in one pwritev call.
+_IOV_MAX = 1024
+
+
+class PendingChunks:
+    """Received chunks waiting for one positional write, kept as they arrived."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def clear(self) -> None:
+        self.chunks = []
+        self.size = 0
+
+
+def pwritev_all(fd: int, chunks: list[bytes], position: int, hasher: Any = None) -> None:
+    """Write ``chunks`` back to back at ``position``, however the kernel splits the work.
+
+    A positional write makes a retry after a failed or cancelled write idempotent. Hashing
+    happens here, off the event loop: hashlib releases the GIL for big buffers."""
     if hasher is not None:
-        hasher.update(data)
-    with memoryview(data) as view:
-        while view:
-            written = os.pwrite(fd, view, position)
-            position += written
-            view = view[written:]
+        for chunk in chunks:
+            hasher.update(chunk)
+    views = [memoryview(chunk) for chunk in chunks if chunk]
+    while views:
+        written = os.pwritev(fd, views[:_IOV_MAX], position)
+        position += written
+        # Drop what was written: whole views, then the front of a partly written one.
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
 
 
 def truncate_synced(fd: int, size: int) -> None:

@@ -82,6 +82,7 @@ async def user_action(request: Request) -> Response:
             )
     except VidboxError as exc:
         return await _page(request, error=exc.detail, status=exc.status)
+    db.auth_cache.clear()  # signed-in principals carry the old flags
     if action.get("disabled"):
         await revoke_user_sessions(db, user.id, kinds=("browser", "api", "personal"))
     return redirect("/admin", flash=f"{user.email} updated.")

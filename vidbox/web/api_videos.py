@@ -69,6 +69,11 @@ async def _owned(request: Request) -> Video:
         return await videos.get_owned(session, user, request.path_params["video_id"])
 
 
+async def _owned_media(request: Request) -> Video:
+    user = await require_user(request)
+    return await videos.owned_for_media(services_of(request), user, request.path_params["video_id"])
+
+
 async def thumbnail(request: Request) -> Response:
     return await media_routes.thumbnail(request, await _owned(request))
 
@@ -82,7 +87,7 @@ async def master(request: Request) -> Response:
 
 
 async def hls_file(request: Request) -> Response:
-    video = await _owned(request)
+    video = await _owned_media(request)
     params = request.path_params
     return await media_routes.hls_file(request, video, params["rendition"], params["filename"])
 

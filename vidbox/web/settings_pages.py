@@ -50,6 +50,7 @@ async def save_profile(request: Request) -> Response:
         assert fresh is not None
         fresh.name = name
         session.add(fresh)
+    services_of(request).db.auth_cache.clear()  # signed-in principals carry the old name
     return redirect("/settings", flash="Your name is saved.")
 
 
