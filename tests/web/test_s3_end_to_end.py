@@ -97,7 +97,12 @@ def test_upload_play_download_delete_on_s3(s3_live: LiveServer, clip: Path) -> N
         assert decoded.returncode == 0, decoded.stderr[-2000:]
         assert "time=00:00:02" in decoded.stderr or "time=00:00:01.9" in decoded.stderr
 
+        segment = next(k for k in keys if k.endswith(".m4s")).split("/hls/")[1]
+        segment_url = f"/api/videos/{video_id}/hls/{segment}"
+        assert client.get(segment_url, headers=auth).status_code == 200
         assert client.delete(f"/api/videos/{video_id}", headers=auth).status_code == 204
+        # Gone at once, although media lookups are cached for a moment.
+        assert client.get(segment_url, headers=auth).status_code == 404
     assert stored_keys(settings, "videos/") == []
 
 
