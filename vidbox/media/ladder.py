@@ -183,16 +183,14 @@ def thumbnail_args(src: Path, dst: Path, probe: Probe) -> list[str]:
     ]
 
 
+# Quiet FFmpeg that reports its position on stdout for the progress bar.
+WITH_PROGRESS = ("-hide_banner", "-y", "-loglevel", "warning", "-nostats", "-progress", "pipe:1")
+
+
 def remux_args(src: Path, out_dir: Path, plan: RenditionPlan, segment_seconds: int) -> list[str]:
     """Copy the source's video (and AAC audio) into an fMP4 HLS rendition."""
     args = [
-        "-hide_banner",
-        "-y",
-        "-loglevel",
-        "warning",
-        "-nostats",
-        "-progress",
-        "pipe:1",
+        *WITH_PROGRESS,
         *input_args(src),
         "-map",
         "0:V:0",
@@ -289,13 +287,7 @@ def ladder_args(
     for i, plan in enumerate(encoded):
         chains.append(f"[split{i}]scale={plan.width}:{plan.height},setsar=1[out{i}]")
     args = [
-        "-hide_banner",
-        "-y",
-        "-loglevel",
-        "warning",
-        "-nostats",
-        "-progress",
-        "pipe:1",
+        *WITH_PROGRESS,
         *input_args(src),
         "-filter_complex",
         ";".join(chains),
