@@ -22,10 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
 from tests.support import LiveServer, free_port, start_server
-from vidbox.app import create_app
 from vidbox.config import Settings, load_settings
-from vidbox.jobs.send_mail import HANDLERS as MAIL_HANDLERS
-from vidbox.web import links_page, notifications, share
 
 BASE_URL = "http://vidbox.test"
 SENDER = "box@vidbox.test"
@@ -107,16 +104,7 @@ def mail_settings(data_dir: Path, smtp_port: int | None, **extra: str) -> Settin
 
 
 def serve(settings: Settings) -> LiveServer:
-    app = create_app(settings)
-    # Until vidbox.web.routes() and vidbox.jobs.tasks carry them, add the sharing routes and
-    # the mail handler here; once they do, this changes nothing.
-    if not any(getattr(route, "path", "") == "/api/links" for route in app.router.routes):
-        app.router.routes[0:0] = [*share.routes, *links_page.routes, *notifications.routes]
-    live = start_server(settings, app)
-    runner = live.app.state.services.runner
-    for kind, handler in MAIL_HANDLERS.items():
-        runner.handlers.setdefault(kind, handler)
-    return live
+    return start_server(settings)
 
 
 def sql(settings: Settings, query: str, *params: object) -> list[tuple[Any, ...]]:
