@@ -20,6 +20,7 @@ from vidbox.config import Settings, load_settings
 from vidbox.filenames import content_disposition, safe_filename
 from vidbox.storage import CHUNK_SIZE, ObjectNotFound, Storage, load
 from vidbox.web.serving import (
+    SMALL_OBJECT_BYTES,
     UNSATISFIABLE,
     content_type_for,
     media_response,
@@ -32,6 +33,9 @@ CLIP = os.urandom(CHUNK_SIZE + 40_000)  # spans two storage chunks
 PLAYLIST_KEY = "videos/u1/v1/hls/index.m3u8"
 PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:7\n"
 EMPTY_KEY = "videos/u1/v1/empty.bin"
+# Past SMALL_OBJECT_BYTES: sent by the streaming response that watches for the client leaving.
+BIG_KEY = "videos/u1/v1/big.bin"
+BIG = os.urandom(SMALL_OBJECT_BYTES + 123_456)
 
 
 def _app(local: Storage, local_settings: Settings, s3: Storage, s3_settings: Settings) -> Starlette:
@@ -96,6 +100,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterat
             await storage.put_bytes(CLIP_KEY, CLIP)
         await local.put_bytes(PLAYLIST_KEY, PLAYLIST)
         await local.put_bytes(EMPTY_KEY, b"")
+        await local.put_bytes(BIG_KEY, BIG)
 
     asyncio.run(fill())
     server = start_server(local_settings, app=_app(local, local_settings, s3, s3_settings))
@@ -379,3 +384,13 @@ def test_content_type_for(key: str, expected: str) -> None:
 def test_local_objects_live_in_the_media_dir(live: LiveServer) -> None:
     # The local backend really wrote under the data dir's media folder, not somewhere shared.
     assert (live.settings.media_dir / CLIP_KEY).read_bytes() == CLIP
+
+
+def test_large_objects_stream_whole_and_in_ranges(client: httpx.Client) -> None:
+    whole = client.get(f"/media/{BIG_KEY}")
+    assert whole.status_code == 200
+    assert whole.content == BIG
+    start = SMALL_OBJECT_BYTES - 10
+    tail = client.get(f"/media/{BIG_KEY}", headers={"Range": f"bytes={start}-"})
+    assert tail.status_code == 206
+    assert tail.content == BIG[start:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -129,6 +130,38 @@ def _if_range_matches(value: str, etag: str, info: ObjectInfo) -> bool:
     return moment is not None and moment == info.modified.replace(microsecond=0)
 
 
+# Up to this size a response is sent without watching for the client leaving: the watcher (a
+# task per response) cost more than sending a segment to a client that has gone.
+SMALL_OBJECT_BYTES = 8 * 1024 * 1024
+
+
+class _SmallObject(Response):
+    """A short stream (an HLS segment, a thumbnail), sent chunk by chunk with no extra task."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        status_code: int,
+        headers: dict[str, str],
+        media_type: str,
+    ) -> None:
+        super().__init__(status_code=status_code, headers=headers, media_type=media_type)
+        self.chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        try:
+            async for chunk in self.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            aclose = getattr(self.chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class _ObjectStream(StreamingResponse):
     """Closes the storage stream however the response ends (client gone, error), so a file
     handle or S3 connection is released now rather than whenever the generator is collected."""
@@ -190,6 +223,8 @@ async def object_response(
 
     if request.method == "HEAD" or info.size == 0:
         return Response(status_code=status, headers=headers, media_type=content_type)
+    if end - start + 1 <= SMALL_OBJECT_BYTES:
+        return _SmallObject(storage.open_range(key, start, end), status, headers, content_type)
     return _ObjectStream(
         storage.open_range(key, start, end),
         status_code=status,
