@@ -111,12 +111,14 @@ async def get_owned(session: AsyncSession, user: User, video_id: str) -> Video:
 async def owned_for_media(services: Services, user: User, video_id: str) -> Video:
     """``get_owned`` for media requests, from a cache that lives a couple of seconds: players
     ask for a segment every few seconds, each one an ownership check otherwise."""
-    video: Video | None = services.db.video_cache.get(video_id)
-    if video is None:
+
+    async def load() -> Video | None:
         async with services.db.read() as session:
-            video = await session.get(Video, video_id) if len(video_id) <= 32 else None
-        if video is not None:
-            services.db.video_cache.put(video_id, video)
+            return await session.get(Video, video_id)
+
+    video = None
+    if len(video_id) <= 32:
+        video = await services.db.video_cache.get_or_load(video_id, load)
     if video is None or video.owner_id != user.id:
         raise NotFound("No such video.")
     return video

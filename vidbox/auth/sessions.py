@@ -152,28 +152,27 @@ async def authenticate(db: Database, token: str, kinds: tuple[str, ...]) -> Prin
     """The principal behind a token, or None when it is unknown, expired or revoked."""
     if not token or len(token) > 200:
         return None
-    cache_key = (hash_token(token), kinds)
-    cached: Principal | None = db.auth_cache.get(cache_key)
-    now = utcnow()
-    if cached is not None and _still_valid(cached, now):
-        return cached
-    async with db.read() as session:
-        found = (
-            await session.exec(
-                select(AuthToken, AuthSession, User)
-                .join(AuthSession, col(AuthToken.session_id) == AuthSession.id)
-                .join(User, col(AuthSession.user_id) == User.id)
-                .where(AuthToken.token_hash == hash_token(token), col(AuthToken.kind).in_(kinds))
-            )
-        ).first()
-    if found is None:
-        return None
-    row, auth, user = found
-    principal = Principal(user=user, session=auth, via=row.kind, expires_at=row.expires_at)
-    if not _still_valid(principal, now):
-        return None
-    db.auth_cache.put(cache_key, principal)
-    return principal
+    token_hash = hash_token(token)
+
+    async def load() -> Principal | None:
+        async with db.read() as session:
+            found = (
+                await session.exec(
+                    select(AuthToken, AuthSession, User)
+                    .join(AuthSession, col(AuthToken.session_id) == AuthSession.id)
+                    .join(User, col(AuthSession.user_id) == User.id)
+                    .where(AuthToken.token_hash == token_hash, col(AuthToken.kind).in_(kinds))
+                )
+            ).first()
+        if found is None:
+            return None
+        row, auth, user = found
+        principal = Principal(user=user, session=auth, via=row.kind, expires_at=row.expires_at)
+        return principal if _still_valid(principal, utcnow()) else None
+
+    principal = await db.auth_cache.get_or_load((token_hash, kinds), load)
+    # A cached principal is checked again: its token or session may have expired since.
+    return principal if principal is not None and _still_valid(principal, utcnow()) else None
 
 
 def _still_valid(principal: Principal, now: datetime) -> bool:
