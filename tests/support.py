@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from vidbox.app import create_app
 from vidbox.config import Settings
+from vidbox.server import uvicorn_config
 
 T = TypeVar("T")
 
@@ -56,12 +57,15 @@ class LiveServer:
         self.thread.join(timeout=30)
 
 
-def start_server(settings: Settings, app: Starlette | None = None) -> LiveServer:
-    """uvicorn serving create_app(settings) on a free loopback port, in a thread."""
+def start_server(
+    settings: Settings, app: Starlette | None = None, **server_options: Any
+) -> LiveServer:
+    """uvicorn configured as `vidbox serve` configures it (``server_options`` override),
+    serving create_app(settings) on a free loopback port, in a thread."""
     app = app or create_app(settings)
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    config = uvicorn_config(
+        app, settings, host="127.0.0.1", port=port, lifespan="on", **server_options
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -18,6 +18,7 @@ from vidbox.app import create_app, public_base_url
 from vidbox.config import ConfigError, Settings, load_settings
 from vidbox.datadir import prepare_data_dir
 from vidbox.logs import configure_logging, log_fields
+from vidbox.server import uvicorn_config
 
 log = logging.getLogger("vidbox")
 
@@ -82,18 +83,7 @@ def serve(
         extra=log_fields(sources="; ".join(settings.sources), data_dir=settings.data_dir),
     )
     log.info("open vidbox", extra=log_fields(url=public_base_url(settings) + "/"))
-    trusted = settings.server.trusted_proxies
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    config = uvicorn_config(create_app(settings), settings)
     server = uvicorn.Server(config)
     server.run()
     if not server.started:

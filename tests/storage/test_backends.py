@@ -192,6 +192,27 @@ def test_list_prefix(storage: Storage) -> None:
     run(scenario())
 
 
+def test_open_file_gives_a_local_file_where_there_is_one(storage: Storage) -> None:
+    async def scenario() -> None:
+        key = "videos/u1/v1/hls/360p/seg_00001.m4s"
+        await storage.put_bytes(key, DATA)
+        opened = await storage.open_file(key)
+        if storage.name == "s3":
+            assert opened is None  # objects live on the S3 server
+            return
+        assert opened is not None
+        file, info = opened
+        with file:
+            assert file.read() == DATA
+        assert info == await storage.stat(key)
+        with pytest.raises(ObjectNotFound):
+            await storage.open_file("videos/u1/v1/hls/360p/missing.m4s")
+        with pytest.raises(ObjectNotFound):
+            await storage.open_file("videos/u1/v1/hls/360p")  # a folder is not an object
+
+    run(scenario())
+
+
 def test_check_passes(storage: Storage) -> None:
     run(storage.check())
     expected = {"local": "local folder ", "s3": "S3 bucket "}[storage.name]
@@ -269,6 +290,8 @@ def test_local_refuses_symlink_escape(tmp_path: Path) -> None:
         assert not isinstance(caught.value, ObjectNotFound)
         with pytest.raises(StorageError, match="outside"):
             await read_all(storage, "videos/u1/secret.txt")
+        with pytest.raises(StorageError, match="outside"):
+            await storage.open_file("videos/u1/secret.txt")
         with pytest.raises(StorageError, match="outside"):
             await storage.put_bytes("videos/u1/secret.txt", b"overwritten")
         with pytest.raises(StorageError, match="outside"):

@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support import LiveServer, start_server
+from tests.support import LiveServer, start_server, wait_until
 from vidbox.config import Settings, load_settings
 from vidbox.filenames import content_disposition, safe_filename
 from vidbox.storage import CHUNK_SIZE, ObjectNotFound, Storage, load
@@ -41,13 +42,16 @@ BIG = os.urandom(SMALL_OBJECT_BYTES + 123_456)
 def _app(local: Storage, local_settings: Settings, s3: Storage, s3_settings: Settings) -> Starlette:
     async def media(request: Request) -> Response:
         key = request.path_params["key"]
-        return await object_response(
+        response = await object_response(
             request,
             local,
             key,
             content_type=content_type_for(key),
             download_name=request.query_params.get("name"),
         )
+        # Tells the tests which way the bytes went: sent by the kernel, or streamed.
+        response.headers["x-test-response"] = type(response).__name__
+        return response
 
     async def redirect_s3(request: Request) -> Response:
         key = request.path_params["key"]
@@ -75,8 +79,18 @@ def _app(local: Storage, local_settings: Settings, s3: Storage, s3_settings: Set
     )
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterator[LiveServer]:
+# Every test runs against the server as `vidbox serve` runs it (local files sent with
+# sendfile) and against plain uvicorn on uvloop, which offers no zero-copy send, so objects
+# are streamed through Python as they are from S3.
+SERVERS = {"zero-copy": {}, "streamed": {"http": "httptools", "loop": "uvloop"}}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def live(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    moto_endpoint: str,
+) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("serving")
     # "redirect" asks for presigned URLs; local storage cannot make them and must stream.
     local_settings = load_settings(data_dir=data_dir, environ={"VIDBOX_STORAGE__SERVE": "redirect"})
@@ -103,10 +117,17 @@ def live(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterat
         await local.put_bytes(BIG_KEY, BIG)
 
     asyncio.run(fill())
-    server = start_server(local_settings, app=_app(local, local_settings, s3, s3_settings))
+    server = start_server(
+        local_settings, app=_app(local, local_settings, s3, s3_settings), **SERVERS[request.param]
+    )
     yield server
     server.stop()
     asyncio.run(s3.close())
+
+
+@pytest.fixture
+def mode(request: pytest.FixtureRequest, live: LiveServer) -> str:
+    return str(request.node.callspec.params["live"])
 
 
 @pytest.fixture
@@ -394,3 +415,48 @@ def test_large_objects_stream_whole_and_in_ranges(client: httpx.Client) -> None:
     tail = client.get(f"/media/{BIG_KEY}", headers={"Range": f"bytes={start}-"})
     assert tail.status_code == 206
     assert tail.content == BIG[start:]
+
+
+def test_local_objects_are_sent_by_the_kernel_when_the_server_can(
+    client: httpx.Client, mode: str
+) -> None:
+    small = _full(client)
+    big_range = client.get(f"/media/{BIG_KEY}", headers={"Range": "bytes=100-"})
+    assert (small.content, big_range.content) == (CLIP, BIG[100:])
+    kinds = (small.headers["x-test-response"], big_range.headers["x-test-response"])
+    if mode == "zero-copy":
+        assert kinds == ("_ZeroCopyFile", "_ZeroCopyFile")
+    else:
+        assert kinds == ("_SmallObject", "_ObjectStream")
+
+
+def _open_media_files(live: LiveServer) -> list[str]:
+    """Files under the media folder this process (which runs the server) holds open."""
+    media = str(live.settings.media_dir.resolve())
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(media):
+                found.append(target)
+    return found
+
+
+def test_no_answer_leaves_a_file_open(live: LiveServer, client: httpx.Client) -> None:
+    with (live.settings.media_dir / CLIP_KEY).open("rb"):
+        assert _open_media_files(live)  # the check below can see an open file
+    etag = _full(client).headers["etag"]
+    for _ in range(10):
+        assert _full(client, **{"If-None-Match": etag}).status_code == 304
+        assert _full(client, Range="bytes=999999999-").status_code == 416
+        assert client.head(f"/media/{CLIP_KEY}").status_code == 200
+        assert _full(client, Range="bytes=5-9").content == CLIP[5:10]
+        assert client.get(f"/media/{EMPTY_KEY}").content == b""
+    # A client that leaves in the middle of a large object.
+    for _ in range(3):
+        with live.client() as leaving, leaving.stream("GET", f"/media/{BIG_KEY}") as answer:
+            assert answer.status_code == 200
+            next(answer.iter_raw())
+    wait_until(lambda: not _open_media_files(live), timeout=10, what="media files closed")
+    # And the server goes on answering.
+    assert client.get(f"/media/{BIG_KEY}").content == BIG

@@ -16,6 +16,10 @@ The ``Storage`` protocol:
   range past the end yields only what exists. The object is never loaded whole. Close it
   (``contextlib.aclosing``) when stopping early so the backend releases its file or connection.
   Raises ``ObjectNotFound`` on the first iteration when the object does not exist.
+- ``open_file(key) -> (file, ObjectInfo) | None``: the object as an open local file (binary,
+  positioned at 0) with its info read from that same file, so a server can hand it to
+  ``sendfile``; the caller closes it. None when objects do not live on this machine (S3).
+  Raises ``ObjectNotFound``.
 - ``delete(key)`` (a missing object is fine); ``delete_prefix(prefix) -> int`` (objects removed).
 - ``list_prefix(prefix) -> list[ObjectInfo]``, sorted by key. A list rather than an iterator:
   callers want counts and sizes up front, and a whole library is metadata of modest size.
@@ -37,7 +41,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from vidbox.config import Settings
@@ -80,6 +84,8 @@ class Storage(Protocol):
     def open_range(
         self, key: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]: ...
+
+    async def open_file(self, key: str) -> tuple[BinaryIO, ObjectInfo] | None: ...
 
     async def delete(self, key: str) -> None: ...
 

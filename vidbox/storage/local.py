@@ -169,6 +169,26 @@ class LocalStorage:
         finally:
             fh.close()
 
+    def _open_file_sync(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+        fh = self._open_sync(key, 0)
+        try:
+            # fstat of the opened file: the info describes exactly the bytes that will be sent,
+            # even if the object is replaced in between.
+            st = os.fstat(fh.fileno())
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise ObjectNotFound(f"{self.describe()} has no object {key}")
+        except BaseException:
+            fh.close()
+            raise
+        return fh, self._info(key, st)
+
+    async def open_file(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+        # On the event loop, unlike every other file operation here: this is the per-segment
+        # path, open and fstat of a hot file take microseconds, the sendfile that follows reads
+        # the data on the loop anyway (as nginx does), and the hop to a worker thread and back
+        # cost more than everything else in the request (bench/serving.py: 1,100 -> 1,550 req/s).
+        return self._open_file_sync(key)
+
     def _list_sync(self, prefix: str) -> list[ObjectInfo]:
         folder = self._path(prefix.removesuffix("/"))
         found: list[ObjectInfo] = []

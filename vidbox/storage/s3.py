@@ -276,6 +276,9 @@ class S3Storage:
             else:
                 _release(response, pending)
 
+    async def open_file(self, key: str) -> None:
+        return None  # objects live on the S3 server; there is no local file to hand out
+
     async def list_prefix(self, prefix: str) -> list[ObjectInfo]:
         prefix = normalise_prefix(prefix)
 

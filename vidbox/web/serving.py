@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from vidbox.filenames import content_disposition
+from vidbox.server import ZEROCOPY_SEND
 from vidbox.storage import ObjectInfo, Storage
 
 if TYPE_CHECKING:
@@ -162,6 +163,43 @@ class _SmallObject(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class _ZeroCopyFile(Response):
+    """A byte range of an open local file, sent by the kernel (see ``vidbox.server``)."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        offset: int,
+        count: int,
+        status_code: int,
+        headers: dict[str, str],
+        media_type: str,
+    ) -> None:
+        super().__init__(status_code=status_code, headers=headers, media_type=media_type)
+        self.file, self.offset, self.count = file, offset, count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            await send(
+                {
+                    "type": ZEROCOPY_SEND,
+                    "file": self.file,
+                    "offset": self.offset,
+                    "count": self.count,
+                    "more_body": False,
+                }
+            )
+        finally:
+            self.file.close()
+
+
 class _ObjectStream(StreamingResponse):
     """Closes the storage stream however the response ends (client gone, error), so a file
     handle or S3 connection is released now rather than whenever the generator is collected."""
@@ -186,9 +224,39 @@ async def object_response(
 ) -> Response:
     """The object under ``key`` as a 200, 206, 304 or 416 response, streamed from storage.
 
-    HEAD gets the same headers as GET without a body. Raises ObjectNotFound.
+    HEAD gets the same headers as GET without a body. Raises ObjectNotFound. Where the server
+    offers zero-copy sending and the object is a local file, the kernel sends the bytes.
     """
-    info = await storage.stat(key)
+    opened = None
+    if request.method == "GET" and ZEROCOPY_SEND in request.scope.get("extensions", {}):
+        opened = await storage.open_file(key)
+    if opened is None:
+        return _object_response(
+            request, storage, key, await storage.stat(key), None, content_type, cache, download_name
+        )
+    file, info = opened
+    try:
+        response = _object_response(
+            request, storage, key, info, file, content_type, cache, download_name
+        )
+    except BaseException:
+        file.close()
+        raise
+    if not isinstance(response, _ZeroCopyFile):
+        file.close()  # 304 and 416 send no bytes
+    return response
+
+
+def _object_response(
+    request: Request,
+    storage: Storage,
+    key: str,
+    info: ObjectInfo,
+    file: BinaryIO | None,
+    content_type: str,
+    cache: str,
+    download_name: str | None,
+) -> Response:
     etag = f'"{info.etag}"'
     headers = {
         "Accept-Ranges": "bytes",
@@ -223,6 +291,8 @@ async def object_response(
 
     if request.method == "HEAD" or info.size == 0:
         return Response(status_code=status, headers=headers, media_type=content_type)
+    if file is not None:
+        return _ZeroCopyFile(file, start, end - start + 1, status, headers, content_type)
     if end - start + 1 <= SMALL_OBJECT_BYTES:
         return _SmallObject(storage.open_range(key, start, end), status, headers, content_type)
     return _ObjectStream(

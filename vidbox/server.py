@@ -1,0 +1,116 @@
+"""The HTTP server around the app: uvicorn, plus zero-copy file sending.
+
+Most of what vidbox serves is media files, and a Python server that reads a file and writes it
+to a socket copies every byte through user space twice. The kernel can do it in one step
+(``sendfile``), as nginx does. uvicorn has no zero-copy support, so ``ZeroCopyHttpProtocol``
+adds the ASGI "Zero Copy Send" extension (``http.response.zerocopysend``, from the ASGI spec)
+on top of uvicorn's httptools protocol: after ``http.response.start`` with a Content-Length,
+the app may send ``{"type": "http.response.zerocopysend", "file": <open file>, "offset": int,
+"count": int}`` and the bytes go from the page cache straight to the socket through asyncio's
+``loop.sendfile``.
+
+The extension is advertised in ``scope["extensions"]`` only where it really works: asyncio's
+own event loop (uvloop has no ``sendfile``), a plain TCP transport, and a uvicorn whose request
+cycle looks as expected. Anywhere else the app sees no extension and streams the file itself,
+so a change in uvicorn costs speed, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from vidbox.config import Settings
+
+ZEROCOPY_SEND: Final = "http.response.zerocopysend"
+
+log = logging.getLogger(__name__)
+
+# The parts of uvicorn's RequestResponseCycle the zero-copy send relies on.
+_CYCLE_ATTRIBUTES: Final = ("send", "transport", "flow", "scope", "expected_content_length")
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration `vidbox serve` runs with (tests use it too)."""
+    trusted = settings.server.trusted_proxies
+    options: dict[str, Any] = {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "log_config": None,
+        "access_log": False,  # vidbox logs requests itself, with tokens redacted
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+        # asyncio's loop, not uvloop: only asyncio's implements loop.sendfile.
+        "loop": "asyncio",
+        "http": ZeroCopyHttpProtocol,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+class ZeroCopyHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the ASGI zero-copy send extension."""
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if _zerocopy_possible(self.loop, cycle):
+            cycle.scope.setdefault("extensions", {})[ZEROCOPY_SEND] = {}
+            cycle.send = _zerocopy_send(self.loop, cycle, cycle.send)
+        super()._start_asgi_task(cycle, app)
+
+
+def _zerocopy_possible(loop: asyncio.AbstractEventLoop, cycle: Any) -> bool:
+    return (
+        isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        and all(hasattr(cycle, name) for name in _CYCLE_ATTRIBUTES)
+        and cycle.transport.get_extra_info("sslcontext") is None
+        and cycle.transport.get_extra_info("socket") is not None
+    )
+
+
+def _zerocopy_send(
+    loop: asyncio.AbstractEventLoop,
+    cycle: Any,
+    send: Callable[[Any], Awaitable[None]],
+) -> Callable[[Any], Awaitable[None]]:
+    async def send_with_zerocopy(message: Any) -> None:
+        if message["type"] != ZEROCOPY_SEND:
+            await send(message)
+            return
+        more_body = message.get("more_body", False)
+        if cycle.flow.write_paused and not cycle.disconnected:
+            await cycle.flow.drain()
+        if cycle.disconnected:
+            return
+        file, offset = message["file"], message.get("offset", 0)
+        count = message.get("count")
+        if count is None:
+            count = os.fstat(file.fileno()).st_size - offset
+        if cycle.scope["method"] != "HEAD" and count > 0:
+            if count > cycle.expected_content_length:
+                raise RuntimeError("zero-copy send longer than Content-Length")
+            if cycle.transport.is_closing():
+                cycle.disconnected = True
+                return
+            try:
+                sent = await loop.sendfile(cycle.transport, file, offset, count)
+            except OSError as exc:
+                # The client left mid-file: the connection cannot be reused.
+                log.debug("zero-copy send stopped: %s", exc)
+                cycle.transport.close()
+                cycle.disconnected = True
+                return
+            cycle.expected_content_length -= sent
+        await send({"type": "http.response.body", "body": b"", "more_body": more_body})
+
+    return send_with_zerocopy
