@@ -29,7 +29,7 @@ from vidbox.uploads.spool import WRITE_BUFFER_BYTES
 T = TypeVar("T")
 
 # A few write buffers' worth, with an odd tail, so appends cross buffer boundaries.
-SOURCE = random.Random(7).randbytes(3 * WRITE_BUFFER_BYTES + 12345)
+SOURCE = random.Random(7).randbytes(4 * WRITE_BUFFER_BYTES + 12345)
 KiB = 1024
 
 
@@ -310,11 +310,12 @@ def kill_mid_append(
 
 def test_kill_9_mid_append_keeps_what_reached_the_disk(spool: UploadSpool) -> None:
     upload_id = started(spool)
-    kill_at = 2 * WRITE_BUFFER_BYTES + 500 * KiB
+    kill_at = 3 * WRITE_BUFFER_BYTES + 500 * KiB
     kill_mid_append(spool, upload_id, 0, kill_at, "none")
     offset = UploadSpool(spool.root).offset(upload_id)
-    # At most the one buffer that was still in memory is lost; the client resends it.
-    assert kill_at - WRITE_BUFFER_BYTES <= offset <= kill_at
+    # At most the two buffers still in memory (one being written, one filling) are lost; the
+    # client resends them.
+    assert kill_at - 2 * WRITE_BUFFER_BYTES <= offset <= kill_at
     assert spool.data_path(upload_id).read_bytes() == SOURCE[:offset]
     run(spool.append(upload_id, offset, chunks_of(SOURCE[offset:]), length=len(SOURCE)))
     assert spool.data_path(upload_id).read_bytes() == SOURCE

@@ -8,7 +8,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +60,76 @@ class PendingChunks:
     def clear(self) -> None:
         self.chunks = []
         self.size = 0
+
+
+class OverlappedWriter:
+    """Writes received chunks back to back from ``position``, one write on a disk thread while
+    the event loop receives the next chunks, so the network and the disk work at once.
+
+    Memory stays bounded: at most one batch of ``batch_bytes`` in the write and one filling.
+    Batches are written in order, so ``hasher`` (updated on the disk thread) sees the bytes in
+    order. After an error or a cancellation call ``settle()`` before touching the file again.
+    """
+
+    def __init__(self, fd: int, position: int, *, batch_bytes: int, hasher: Any = None) -> None:
+        self.fd, self.hasher, self.batch_bytes = fd, hasher, batch_bytes
+        self.written = position  # every byte before this is in the file
+        self.pending = PendingChunks()  # received, not handed to a write yet
+        self._writing: Future[None] | None = None
+        self._writing_chunks: list[bytes] = []
+        self._writing_size = 0
+
+    @property
+    def received(self) -> int:
+        """The file position after every chunk given so far."""
+        return self.written + self._writing_size + self.pending.size
+
+    async def add(self, chunk: bytes) -> None:
+        self.pending.add(chunk)
+        if self.pending.size >= self.batch_bytes:
+            await self._finish_write()
+            self._start_write()
+
+    async def flush(self) -> int:
+        """Write everything given so far; returns the new position."""
+        await self._finish_write()
+        self._start_write()
+        await self._finish_write()
+        return self.written
+
+    def _start_write(self) -> None:
+        if not self.pending.size:
+            return
+        chunks, size = self.pending.chunks, self.pending.size
+        self.pending = PendingChunks()
+        self._writing = _DISK.submit(pwritev_all, self.fd, chunks, self.written, self.hasher)
+        self._writing_chunks, self._writing_size = chunks, size
+
+    async def _finish_write(self) -> None:
+        if self._writing is None:
+            return
+        await asyncio.wrap_future(self._writing)
+        self._done_writing()
+
+    def _done_writing(self) -> None:
+        self.written += self._writing_size
+        self._writing, self._writing_chunks, self._writing_size = None, [], 0
+
+    def settle(self) -> list[bytes]:
+        """Wait (blocking) for the write in flight; returns the chunks not in the file yet,
+        in order, for the caller to keep or drop. Safe to call from any thread but the disk
+        pool's."""
+        if self._writing is not None:
+            try:
+                self._writing.result()
+            except (Exception, CancelledError):
+                # Failed or never started: its chunks go back in front of the pending ones.
+                self.pending.chunks[:0] = self._writing_chunks
+                self.pending.size += self._writing_size
+                self._writing, self._writing_chunks, self._writing_size = None, [], 0
+            else:
+                self._done_writing()
+        return self.pending.chunks
 
 
 def pwritev_all(fd: int, chunks: list[bytes], position: int, hasher: Any = None) -> None:

@@ -9,6 +9,14 @@ Layout of ``root`` for an upload id (32 lowercase hex characters):
                   the process dies before the checksum is verified, so unverified bytes are
                   never taken for received ones.
 
+Appends are not fsynced. A killed process loses nothing (written bytes are in the page
+cache), and after a power cut the journaling file systems vidbox runs on (ext4's default
+data=ordered, XFS, btrfs) never give a file a size that covers bytes that did not reach the
+disk: the offset HEAD reports is then what survived, and tus clients ask HEAD before resuming.
+A sync per PATCH made uploads wait for the disk a second time for no byte saved. The one
+place durability matters, the finished upload becoming the video's original, is handled by
+processing, which checks the size and stores the original durably.
+
 An append holds a per-upload ``asyncio.Lock`` (cheap, this process) and an exclusive
 ``fcntl.flock`` on the data file (other processes sharing the spool). Neither waits: a second
 writer gets UploadLocked at once.
@@ -41,7 +49,7 @@ from vidbox.uploads.errors import (
     UploadNotFound,
 )
 from vidbox.uploads.files import (
-    PendingChunks,
+    OverlappedWriter,
     on_disk_thread,
     pwritev_all,
     truncate_synced,
@@ -279,8 +287,8 @@ class UploadSpool:
         Raises OffsetMismatch (nothing written) when the offset is not the current one,
         TooLarge after keeping the bytes up to ``length`` when the body goes past it,
         ChecksumMismatch when ``checksum`` (algorithm, digest of this body) does not match.
-        If ``chunks`` raises (client gone), the bytes received so far are kept and synced, then
-        the error is re-raised. With a checksum nothing unverified is kept: a failed, cut or
+        If ``chunks`` raises (client gone), the bytes received so far are kept, then the error
+        is re-raised. With a checksum nothing unverified is kept: a failed, cut or
         oversized body leaves the upload at ``expected_offset``.
         """
         hasher = None
@@ -294,41 +302,27 @@ class UploadSpool:
                 await on_disk_thread(
                     write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
                 )
-            written = expected_offset  # bytes at or before this position are in the file
-            pending = PendingChunks()
+            writer = OverlappedWriter(
+                fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher
+            )
             too_large = False
             try:
                 async for chunk in chunks:
-                    room = length - written - pending.size
+                    room = length - writer.received
                     if len(chunk) > room:
                         chunk, too_large = chunk[:room], True
-                    pending.add(chunk)
-                    if pending.size >= WRITE_BUFFER_BYTES or too_large:
-                        await on_disk_thread(pwritev_all, fd, pending.chunks, written, hasher)
-                        written += pending.size
-                        pending.clear()
+                    await writer.add(chunk)
                     if too_large:
                         break
-                await on_disk_thread(pwritev_all, fd, pending.chunks, written, hasher)
-                written += pending.size
-                pending.clear()
-                await on_disk_thread(os.fsync, fd)
+                written = await writer.flush()
             except Exception:
                 await on_disk_thread(
-                    self._settle_broken_body,
-                    upload_id,
-                    fd,
-                    pending.chunks,
-                    written,
-                    expected_offset,
-                    checksum,
+                    self._settle_broken_body, upload_id, fd, writer, expected_offset, checksum
                 )
                 raise
             except BaseException:
                 # Cancelled: awaiting again is not dependable here, so settle inline.
-                self._settle_broken_body(
-                    upload_id, fd, pending.chunks, written, expected_offset, checksum
-                )
+                self._settle_broken_body(upload_id, fd, writer, expected_offset, checksum)
                 raise
             if checksum:
                 verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
@@ -350,19 +344,18 @@ class UploadSpool:
         self,
         upload_id: str,
         fd: int,
-        unwritten: list[bytes],
-        written: int,
+        writer: OverlappedWriter,
         expected_offset: int,
         checksum: tuple[str, bytes] | None,
     ) -> None:
+        unwritten = writer.settle()
         if checksum:
             self._discard_unverified(upload_id, fd, expected_offset)
             return
         # These may include bytes whose write failed halfway; pwrite makes rewriting them safe.
         # If the disk itself is failing this raises too; the original error still propagates.
         with contextlib.suppress(OSError):
-            pwritev_all(fd, unwritten, written)
-            os.fsync(fd)
+            pwritev_all(fd, unwritten, writer.written)
 
     async def stream_to_spool(
         self, upload_id: str, chunks: AsyncIterator[bytes], *, max_bytes: int
@@ -372,24 +365,17 @@ class UploadSpool:
         ``chunks``, the partial file is removed: a one-shot upload cannot be resumed."""
         data_path = self.data_path(upload_id)
         fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        written = 0
-        pending = PendingChunks()
+        writer = OverlappedWriter(fd, 0, batch_bytes=WRITE_BUFFER_BYTES)
         try:
             async for chunk in chunks:
-                if written + pending.size + len(chunk) > max_bytes:
+                if writer.received + len(chunk) > max_bytes:
                     raise TooLarge(f"The file is larger than the {max_bytes}-byte limit.")
-                pending.add(chunk)
-                if pending.size >= WRITE_BUFFER_BYTES:
-                    await on_disk_thread(pwritev_all, fd, pending.chunks, written)
-                    written += pending.size
-                    pending.clear()
-            await on_disk_thread(pwritev_all, fd, pending.chunks, written)
-            written += pending.size
-            pending.clear()
+                await writer.add(chunk)
+            written = await writer.flush()
             if written == 0:
                 raise EmptyUpload()
-            await on_disk_thread(os.fsync, fd)
         except BaseException:
+            writer.settle()  # no write may still be running when the file goes
             os.close(fd)
             data_path.unlink(missing_ok=True)
             raise
