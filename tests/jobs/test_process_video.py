@@ -31,6 +31,7 @@ from vidbox.jobs import JobContext, PermanentJobError
 from vidbox.jobs.outputs import ProgressWriter
 from vidbox.jobs.process_video import (
     HANDLERS,
+    SOURCE_CUT_SHORT,
     master_playlist_for,
     on_gave_up,
     process_video,
@@ -448,6 +449,28 @@ def test_unreadable_upload_fails_permanently_with_a_sentence(
             assert (video.status, video.error) == (VideoStatus.FAILED, sentence)
             assert await item.stored() == {}
             assert work_dirs(settings) == []
+
+    run(scenario)
+
+
+def test_an_upload_cut_short_by_a_power_cut_fails_with_a_sentence(
+    make_settings: Callable[..., Settings], clips: dict[str, Path]
+) -> None:
+    # Uploads are not synced as they arrive: after a power cut the spool file can be shorter
+    # than the size the upload finished with. Processing must say so, not encode half a video.
+    settings = make_settings(SMALL_LADDER)
+
+    async def scenario() -> None:
+        async with open_services(settings) as services:
+            item = await upload(services, clips["landscape.mp4"])
+            spool = services.spool.data_path(item.spool_id)
+            os.truncate(spool, spool.stat().st_size // 2)
+            with pytest.raises(PermanentJobError) as failure:
+                await process_video(item.ctx)
+            assert str(failure.value) == SOURCE_CUT_SHORT
+            video = await item.video()
+            assert (video.status, video.error) == (VideoStatus.FAILED, SOURCE_CUT_SHORT)
+            assert await item.stored() == {}
 
     run(scenario)
 

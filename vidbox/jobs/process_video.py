@@ -63,6 +63,11 @@ from vidbox.videos import PROCESS_VIDEO, hls_key, original_key, thumbnail_key, v
 log = logging.getLogger("vidbox.jobs")
 
 SOURCE_MISSING = "The uploaded file is missing on the server."
+# Uploads are not synced as they arrive (see vidbox.uploads.spool): a power cut soon after an
+# upload can leave its file shorter than what was received.
+SOURCE_CUT_SHORT = (
+    "The upload did not fully reach the disk before the server stopped; upload it again."
+)
 # Job progress (percent) at the end of each step; the ladder fills the gap from FFmpeg's own.
 PROBED, THUMBNAIL_STORED, TOP_RUNG_READY, LADDER_ENCODED = 2, 5, 10, 95
 MAX_ERROR_CHARS = 400
@@ -235,6 +240,8 @@ class Pipeline:
         target = self.work_dir / f"source.{self.video.container or 'bin'}"
         spool_path = self.spool_path()
         if spool_path is not None and await asyncio.to_thread(spool_path.is_file):
+            if await asyncio.to_thread(_file_size, spool_path) != self.video.size_bytes:
+                raise MediaError(SOURCE_CUT_SHORT, permanent=True)
             try:
                 # A second name for the same bytes: the spool entry can go as soon as the
                 # original is stored, while FFmpeg keeps reading this one.
@@ -389,3 +396,7 @@ class Pipeline:
             await self.storage.delete_prefix(hls_key(self.video, f"{name}/"))
         if self.spool_in_use:
             await self.release_spool()
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size
