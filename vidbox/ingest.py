@@ -48,8 +48,29 @@ def _wake_runner(services: Services) -> None:
         runner.wake()
 
 
+# How far the expiry must have fallen behind before a received part moves it.
+EXPIRY_STEP = timedelta(minutes=1)
+
+
 def _expiry(services: Services) -> datetime:
     return utcnow() + timedelta(hours=services.settings.uploads.expire_hours)
+
+
+async def _extend_expiry(services: Services, upload: Upload) -> datetime:
+    """Push the upload's expiry forward after a received part; returns the new expiry."""
+    expires_at = _expiry(services)
+    if expires_at - upload.expires_at < EXPIRY_STEP:
+        # A client sending parts back to back: the expiry is as good as current. Writing it
+        # costs a synced file and a database commit per PATCH, and that sync makes the file
+        # system flush the upload's own data.
+        return upload.expires_at
+    await asyncio.to_thread(services.spool.touch, upload.id, expires_at)
+    async with services.db.session() as session:
+        row = await session.get(Upload, upload.id)
+        if row is not None:
+            row.expires_at = expires_at
+            session.add(row)
+    return expires_at
 
 
 async def create_upload(
@@ -125,7 +146,7 @@ async def append(
     content_length: int | None,
     checksum: tuple[str, bytes] | None,
 ) -> UploadState:
-    """Write one PATCH body. A body cut off mid-way keeps what arrived (the spool syncs it
+    """Write one PATCH body. A body cut off mid-way keeps what arrived (the spool writes it
     before the disconnect propagates)."""
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
@@ -137,13 +158,7 @@ async def append(
     new_offset = await services.spool.append(
         upload.id, offset, body, length=upload.length, checksum=checksum
     )
-    expires_at = _expiry(services)
-    await asyncio.to_thread(services.spool.touch, upload.id, expires_at)
-    async with services.db.session() as session:
-        row = await session.get(Upload, upload.id)
-        if row is not None:
-            row.expires_at = expires_at
-            session.add(row)
+    expires_at = await _extend_expiry(services, upload)
     allowed = services.settings.uploads.allowed_formats
     if offset < HEAD_BYTES <= new_offset or (offset == 0 and new_offset == upload.length):
         head = await asyncio.to_thread(_read_head, services, upload.id)
