@@ -52,7 +52,6 @@ from _common import (
 )
 
 TARGET_CP_RATIO = 0.8
-CP_ROUNDS = 3
 TARGET_PEAK_RSS_MB = 150.0
 HEAD_BYTES = 4096
 READ_SLICE = 1 * MIB
@@ -279,11 +278,8 @@ def measure_size(
     data_dir.mkdir()
     create_user(data_dir, env)
     try:
-        print(f"{label}: cp, cp + sync (one untimed, then best of {CP_ROUNDS}) ...", flush=True)
         copy = data_dir / "cp-copy.mp4"
         time_cp(source, copy, then_sync=True)  # first touches of fresh memory are slow in a VM
-        cp = min(time_cp(source, copy, then_sync=False) for _ in range(CP_ROUNDS))
-        cp_sync = min(time_cp(source, copy, then_sync=True) for _ in range(CP_ROUNDS))
         print(f"{label}: client ceiling (PATCHes to a socket sink) ...", flush=True)
         ceiling = min(client_ceiling(source, patch_bytes) for _ in range(rounds))
         with (
@@ -293,10 +289,15 @@ def measure_size(
             start_hwm = server.peak_rss_mb()
             auth = api_login(client)
             login_hwm = server.peak_rss_mb()
-            tus_times, multipart_times = [], []
+            cp_times, cp_sync_times, tus_times, multipart_times = [], [], [], []
             with RssSampler(server.pid) as sampled:
+                # Interleaved, so the copies and the uploads meet the same state of the
+                # machine (page cache, writeback, the VM's memory) rather than each a
+                # different moment of it.
                 for round_ in range(1, rounds + 1):
-                    print(f"{label}: round {round_}: tus upload ...", flush=True)
+                    print(f"{label}: round {round_}: cp, cp + sync, tus upload ...", flush=True)
+                    cp_times.append(time_cp(source, copy, then_sync=False))
+                    cp_sync_times.append(time_cp(source, copy, then_sync=True))
                     seconds, video_id = timed(lambda: tus_upload(client, auth, source, patch_bytes))
                     tus_times.append(seconds)
                     status = settle(client, auth, video_id)
@@ -309,6 +310,7 @@ def measure_size(
     finally:
         source.unlink(missing_ok=True)
         shutil.rmtree(data_dir, ignore_errors=True)
+    cp, cp_sync = min(cp_times), min(cp_sync_times)
     tus, multipart = min(tus_times), min(multipart_times)
     memory = (start_hwm, login_hwm, sampled.max_mb, peak)
     return SizeResult(size, cp, cp_sync, tus, multipart, ceiling, *memory)
@@ -319,8 +321,8 @@ def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) 
     print(f"ingest over loopback; {note}; warm source file, ext4 data folder")
     print(f"tus: httpx PATCH of {patch_bytes // MIB} MiB each from a 1 MiB-slice generator")
     print(
-        f"throughput, MB/s (ratio to cp | to cp + sync); cp best of {CP_ROUNDS}, "
-        f"uploads and ceiling best of {rounds}"
+        f"throughput, MB/s (ratio to cp | to cp + sync); best of {rounds} interleaved rounds "
+        f"of cp, cp + sync, tus, multipart (after one untimed cp); ceiling best of {rounds}"
     )
     header = (
         f"{'size':>9} {'cp':>6} {'cp+sync':>8} {'tus':>22} {'multipart':>22} {'client ceiling':>15}"
@@ -387,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the large file")
     parser.add_argument("--quick", action="store_true", help="the 128 MiB file only")
     parser.add_argument("--patch-mib", type=int, default=64, help="bytes per tus PATCH")
-    parser.add_argument("--rounds", type=int, default=2, help="uploads of each kind; best kept")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of cp and uploads of each kind; best kept"
+    )
     parser.add_argument("--work-dir", type=Path, help="scratch folder (default: system temp)")
     args = parser.parse_args(argv)
     sizes = [128] if args.quick else sorted({128, max(1, args.size_mib)})
