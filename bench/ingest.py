@@ -12,7 +12,14 @@ starts a fresh ``vidbox serve`` on a temporary data folder and measures, one aft
   from a generator that reads the file in 1 MiB slices;
 - multipart: one POST /api/videos, httpx streaming ``files=`` from the open file;
 - client ceiling: the same PATCH requests sent to a socket sink (another process that reads and
-  discards the bodies), which shows the client is not what limits the uploads.
+  discards the bodies), which shows the client is not what limits the uploads;
+- raw receiver: the same again, with the sink writing the bodies into a file in the data
+  folder (``recv_into`` a 1 MiB buffer, ``pwrite``): the fastest a Python process takes an
+  upload to disk on this machine, the honest ceiling for any Python server.
+
+cp, cp + sync, the raw receiver and the two uploads run in interleaved rounds (best of
+``--rounds`` kept): writing into memory the VM has not touched lately is several times slower
+than into pages freed a moment ago, so each must meet the machine in the same state.
 
 MB/s is 10^6 bytes a second. Every run reads a warm source file (the page cache cannot be
 dropped here), ``cp`` and the uploads alike. The file is the first 4 KiB of a real MP4 made by
@@ -60,9 +67,13 @@ UPLOAD_TIMEOUT = httpx.Timeout(600, connect=10)
 
 
 # A minimal HTTP/1.1 server that reads each request body into a scratch buffer and answers
-# 204: the fastest any server could take the bytes on this machine.
+# 204: the fastest any server could take the bytes on this machine. Given a file path, it also
+# writes every body into that file, back to back: the fastest a Python process can take an
+# upload to disk here, with no HTTP framework, checks or bookkeeping.
 SINK = """
-import socket
+import os, socket, sys
+out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if sys.argv[1:] else None
+position = 0
 server = socket.create_server(("127.0.0.1", 0))
 print(server.getsockname()[1], flush=True)
 scratch = memoryview(bytearray(1 << 20))
@@ -90,6 +101,8 @@ while True:
                 if not got:
                     break
                 left -= got
+                if out is not None:
+                    position += os.pwrite(out, scratch[:got], position)
             conn.sendall(b"HTTP/1.1 204 No Content\\r\\ncontent-length: 0\\r\\n\\r\\n")
 """
 
@@ -102,6 +115,7 @@ class SizeResult:
     tus: float
     multipart: float
     ceiling: float  # the tus PATCHes sent to the sink
+    raw: float  # the same, with the sink writing them into a file in the data folder
     start_hwm_mb: float  # VmHWM after start-up, before anyone signed in
     login_hwm_mb: float  # VmHWM after the API sign-in (argon2 needs 64 MiB for a moment)
     upload_rss_mb: float  # the highest VmRSS sampled while the uploads ran
@@ -218,9 +232,11 @@ def multipart_upload(client: httpx.Client, auth: dict[str, str], path: Path) -> 
     return str(video["id"])
 
 
-def client_ceiling(path: Path, patch_bytes: int) -> float:
-    """Seconds to send ``path`` as tus-sized PATCH requests to the socket sink."""
-    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+def client_ceiling(path: Path, patch_bytes: int, write_to: Path | None = None) -> float:
+    """Seconds to send ``path`` as tus-sized PATCH requests to the socket sink, which writes
+    them into ``write_to`` when given (removed afterwards)."""
+    command = [sys.executable, "-c", SINK, *([str(write_to)] if write_to else [])]
+    sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None
         port = int(sink.stdout.readline())
@@ -241,6 +257,8 @@ def client_ceiling(path: Path, patch_bytes: int) -> float:
     finally:
         sink.kill()
         sink.wait(timeout=10)
+        if write_to is not None:
+            write_to.unlink(missing_ok=True)
 
 
 def settle(client: httpx.Client, auth: dict[str, str], video_id: str) -> str:
@@ -289,15 +307,17 @@ def measure_size(
             start_hwm = server.peak_rss_mb()
             auth = api_login(client)
             login_hwm = server.peak_rss_mb()
-            cp_times, cp_sync_times, tus_times, multipart_times = [], [], [], []
+            cp_times, cp_sync_times, raw_times, tus_times, multipart_times = [], [], [], [], []
             with RssSampler(server.pid) as sampled:
                 # Interleaved, so the copies and the uploads meet the same state of the
                 # machine (page cache, writeback, the VM's memory) rather than each a
                 # different moment of it.
                 for round_ in range(1, rounds + 1):
-                    print(f"{label}: round {round_}: cp, cp + sync, tus upload ...", flush=True)
+                    print(f"{label}: round {round_}: cp, cp + sync, raw receiver ...", flush=True)
                     cp_times.append(time_cp(source, copy, then_sync=False))
                     cp_sync_times.append(time_cp(source, copy, then_sync=True))
+                    raw_times.append(client_ceiling(source, patch_bytes, data_dir / "raw.bin"))
+                    print(f"{label}: round {round_}: tus upload ...", flush=True)
                     seconds, video_id = timed(lambda: tus_upload(client, auth, source, patch_bytes))
                     tus_times.append(seconds)
                     status = settle(client, auth, video_id)
@@ -310,10 +330,10 @@ def measure_size(
     finally:
         source.unlink(missing_ok=True)
         shutil.rmtree(data_dir, ignore_errors=True)
-    cp, cp_sync = min(cp_times), min(cp_sync_times)
+    cp, cp_sync, raw = min(cp_times), min(cp_sync_times), min(raw_times)
     tus, multipart = min(tus_times), min(multipart_times)
     memory = (start_hwm, login_hwm, sampled.max_mb, peak)
-    return SizeResult(size, cp, cp_sync, tus, multipart, ceiling, *memory)
+    return SizeResult(size, cp, cp_sync, tus, multipart, ceiling, raw, *memory)
 
 
 def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) -> bool:
@@ -322,10 +342,12 @@ def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) 
     print(f"tus: httpx PATCH of {patch_bytes // MIB} MiB each from a 1 MiB-slice generator")
     print(
         f"throughput, MB/s (ratio to cp | to cp + sync); best of {rounds} interleaved rounds "
-        f"of cp, cp + sync, tus, multipart (after one untimed cp); ceiling best of {rounds}"
+        f"of cp, cp + sync, raw receiver, tus, multipart (after one untimed cp); "
+        f"ceiling best of {rounds}"
     )
     header = (
-        f"{'size':>9} {'cp':>6} {'cp+sync':>8} {'tus':>22} {'multipart':>22} {'client ceiling':>15}"
+        f"{'size':>9} {'cp':>6} {'cp+sync':>8} {'tus':>22} {'multipart':>22} "
+        f"{'client ceiling':>15} {'raw receiver':>13}"
     )
     print(header)
     print("-" * len(header))
@@ -337,7 +359,14 @@ def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) 
 
         print(
             f"{r.size // MIB:>5} MiB {cp:6.0f} {cps:8.0f} {cell(r.mbps(r.tus)):>22} "
-            f"{cell(r.mbps(r.multipart)):>22} {r.mbps(r.ceiling):15.0f}"
+            f"{cell(r.mbps(r.multipart)):>22} {r.mbps(r.ceiling):15.0f} {r.mbps(r.raw):13.0f}"
+        )
+    for r in results:
+        raw = r.mbps(r.raw)
+        tus, multipart = ratio(r.mbps(r.tus), raw), ratio(r.mbps(r.multipart), raw)
+        print(
+            f"{r.size // MIB:>5} MiB: raw receiver {ratio(raw, r.mbps(r.cp))} cp; vidbox to raw "
+            f"receiver: tus {tus}, multipart {multipart}"
         )
     print()
     print("server memory, MB (VmHWM = peak resident set of the vidbox process, no FFmpeg)")
