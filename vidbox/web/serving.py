@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, BinaryIO, Final, Literal
@@ -230,33 +231,40 @@ async def object_response(
     opened = None
     if request.method == "GET" and ZEROCOPY_SEND in request.scope.get("extensions", {}):
         opened = await storage.open_file(key)
-    if opened is None:
-        return _object_response(
-            request, storage, key, await storage.stat(key), None, content_type, cache, download_name
-        )
-    file, info = opened
+    info = opened[1] if opened is not None else await storage.stat(key)
     try:
-        response = _object_response(
-            request, storage, key, info, file, content_type, cache, download_name
-        )
+        answer = _answer(request, info, cache, download_name)
     except BaseException:
-        file.close()
+        if opened is not None:
+            opened[0].close()
         raise
-    if not isinstance(response, _ZeroCopyFile):
-        file.close()  # 304 and 416 send no bytes
-    return response
+    if answer.send is None:  # 304, 416, HEAD or an empty object: no bytes to send
+        if opened is not None:
+            opened[0].close()
+        media_type = content_type if answer.status in (200, 206) else None
+        return Response(status_code=answer.status, headers=answer.headers, media_type=media_type)
+    start, end = answer.send
+    if opened is not None:
+        return _ZeroCopyFile(
+            opened[0], start, end - start + 1, answer.status, answer.headers, content_type
+        )
+    chunks = storage.open_range(key, start, end)
+    if end - start + 1 <= SMALL_OBJECT_BYTES:
+        return _SmallObject(chunks, answer.status, answer.headers, content_type)
+    return _ObjectStream(
+        chunks, status_code=answer.status, headers=answer.headers, media_type=content_type
+    )
 
 
-def _object_response(
-    request: Request,
-    storage: Storage,
-    key: str,
-    info: ObjectInfo,
-    file: BinaryIO | None,
-    content_type: str,
-    cache: str,
-    download_name: str | None,
-) -> Response:
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    send: tuple[int, int] | None  # the inclusive byte range to send, None for no body
+
+
+def _answer(request: Request, info: ObjectInfo, cache: str, download_name: str | None) -> _Answer:
+    """Status, headers and byte range for a request of an object: the HTTP semantics alone."""
     etag = f'"{info.etag}"'
     headers = {
         "Accept-Ranges": "bytes",
@@ -270,7 +278,7 @@ def _object_response(
         headers["Content-Disposition"] = content_disposition(download_name)
 
     if _not_modified(request, etag, info):
-        return Response(status_code=304, headers=headers)
+        return _Answer(304, headers, None)
 
     wanted = parse_range(request.headers.get("range"), info.size)
     if_range = request.headers.get("if-range")
@@ -278,7 +286,7 @@ def _object_response(
         wanted = None  # the client's copy is stale: send the whole new object
     if wanted == UNSATISFIABLE:
         headers["Content-Range"] = f"bytes */{info.size}"
-        return Response(status_code=416, headers=headers)
+        return _Answer(416, headers, None)
 
     if isinstance(wanted, tuple):
         start, end = wanted
@@ -288,19 +296,9 @@ def _object_response(
         start, end = 0, info.size - 1
         status = 200
     headers["Content-Length"] = str(end - start + 1)
-
     if request.method == "HEAD" or info.size == 0:
-        return Response(status_code=status, headers=headers, media_type=content_type)
-    if file is not None:
-        return _ZeroCopyFile(file, start, end - start + 1, status, headers, content_type)
-    if end - start + 1 <= SMALL_OBJECT_BYTES:
-        return _SmallObject(storage.open_range(key, start, end), status, headers, content_type)
-    return _ObjectStream(
-        storage.open_range(key, start, end),
-        status_code=status,
-        headers=headers,
-        media_type=content_type,
-    )
+        return _Answer(status, headers, None)
+    return _Answer(status, headers, (start, end))
 
 
 async def media_response(
