@@ -13,6 +13,7 @@ from tests.jobs.helpers import all_jobs, get_job, make_due, run, set_job
 from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, PermanentJobError
 from vidbox.jobs.admin import list_jobs, queue_stats, retry_job
+from vidbox.jobs.outcomes import describe_error
 from vidbox.jobs.queue import (
     BACKOFF_CAP_SECONDS,
     backoff_seconds,
@@ -20,7 +21,7 @@ from vidbox.jobs.queue import (
     claim_next,
     enqueue,
 )
-from vidbox.jobs.runner import JobRunner, describe_error
+from vidbox.jobs.runner import JobRunner
 from vidbox.models import Job, JobState, utcnow
 from vidbox.services import open_services
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import random
@@ -20,20 +19,27 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, PermanentJobError
+from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext
+from vidbox.jobs.outcomes import (
+    CANCELLED,
+    LOST,
+    SHUTDOWN,
+    TIMEOUT,
+    RunningJob,
+    WorkerGroup,
+    give_up,
+    log_finish,
+    settle,
+)
 from vidbox.jobs.queue import (
     LEASE_EXPIRED_MESSAGE,
     cancel_video_jobs,
     claim_next,
     enqueue,
     job_payload,
-    mark_failed,
-    mark_retry,
-    mark_succeeded,
     renew_lease,
     requeue,
     work_pending,
@@ -54,44 +60,7 @@ DEFAULT_TIMEOUT_SECONDS = 3600.0
 # A handler told to stop gets this long to unwind (FFmpeg's own stop takes up to ~6 s) before
 # its worker gives up waiting on it.
 UNWIND_SECONDS = 30.0
-GAVE_UP_HOOK_SECONDS = 60.0
 STOP_EXTRA_SECONDS = 5.0
-
-# Why the runner cancelled a handler; decides what is recorded.
-SHUTDOWN = "requeued"  # put back without counting the attempt
-CANCELLED = "cancelled"  # its video was deleted: the row is gone
-LOST = "lost"  # the claim was lost (row deleted or reclaimed elsewhere): not ours to record
-TIMEOUT = "timeout"  # a transient failure
-
-
-@dataclass(eq=False)
-class _WorkerGroup:
-    """The workers of start() or of one run_until_idle() call."""
-
-    stopping: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class _Running:
-    job: Job
-    task: asyncio.Task[None]
-    group: _WorkerGroup
-    reason: str | None = None
-
-    def stop(self, reason: str) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.task.cancel()
-
-
-def describe_error(exc: BaseException) -> str:
-    """``last_error`` text: the message of our own errors (sentences), the type too for
-    built-in ones, whose bare message (``'key'``) says little."""
-    text = str(exc).strip()
-    if isinstance(exc, PermanentJobError) or (text and type(exc).__module__ != "builtins"):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class JobRunner:
@@ -133,8 +102,8 @@ class JobRunner:
         self.rng = rng or random.Random()
         # Unique per runner, so two processes (or two runners in a test) never share a claim.
         self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._group: _WorkerGroup | None = None
-        self._running: dict[int, _Running] = {}
+        self._group: WorkerGroup | None = None
+        self._running: dict[int, RunningJob] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         # One event per worker: "look again". Each worker clears only its own, so a wake-up
         # is never lost to a sibling that cleared a shared event first.
@@ -152,7 +121,7 @@ class JobRunner:
         if self._group is not None:
             return
         self._bind_loop()
-        self._group = _WorkerGroup()
+        self._group = WorkerGroup()
         await self._enqueue_startup_jobs()
         self._spawn(self._group)
         log.info("job runner started", extra=log_fields(worker=self.name, **self.concurrency))
@@ -212,7 +181,7 @@ class JobRunner:
         Raises TimeoutError after ``timeout`` seconds (running handlers are then cancelled and
         their jobs put back)."""
         self._bind_loop()
-        group = _WorkerGroup()
+        group = WorkerGroup()
         self._spawn(group)
         try:
             async with asyncio.timeout(timeout):
@@ -240,7 +209,7 @@ class JobRunner:
             self._wakeups = {}
             self._activity = asyncio.Event()
 
-    def _spawn(self, group: _WorkerGroup) -> None:
+    def _spawn(self, group: WorkerGroup) -> None:
         for lane, count in self.concurrency.items():
             for slot in range(count):
                 worker = f"{self.name}/{lane}{slot}"
@@ -258,7 +227,7 @@ class JobRunner:
         except Exception:
             log.exception("could not schedule the startup jobs", extra=log_fields(kinds=kinds))
 
-    async def _worker(self, group: _WorkerGroup, lane: str, worker: str) -> None:
+    async def _worker(self, group: WorkerGroup, lane: str, worker: str) -> None:
         wakeup = asyncio.Event()
         self._wakeups[wakeup] = lane
         try:
@@ -301,7 +270,7 @@ class JobRunner:
             log.exception("claiming a job failed", extra=log_fields(lane=lane))
             return None
 
-    async def _run(self, group: _WorkerGroup, job: Job, worker: str) -> None:
+    async def _run(self, group: WorkerGroup, job: Job, worker: str) -> None:
         assert job.id is not None
         handler = self.handlers[job.kind]
         started = time.monotonic()
@@ -321,12 +290,14 @@ class JobRunner:
                 state = JobState.DEAD
             else:
                 message, state = "The job's data cannot be read.", JobState.FAILED
-            outcome, error = await self._give_up(handler, ctx, job, worker, message, state)
-            self._log_finish(fields, started, outcome, error)
+            outcome, error = await give_up(
+                self.services.db, handler, ctx, job, message, state, worker=worker, now=self.clock()
+            )
+            log_finish(fields, started, outcome, error)
             return
 
         task = asyncio.create_task(handler(ctx), name=f"job-{job.id}-{job.kind}")
-        running = _Running(job, task, group)
+        running = RunningJob(job, task, group)
         self._running[job.id] = running
         heartbeat = asyncio.create_task(self._heartbeat(running, worker))
         try:
@@ -345,10 +316,19 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             self._running.pop(job.id, None)
-        outcome, error = await self._settle(running, handler, ctx, worker)
-        self._log_finish(fields, started, outcome, error, running.task)
+        outcome, error = await settle(
+            self.services.db,
+            running,
+            handler,
+            ctx,
+            worker=worker,
+            clock=self.clock,
+            rng=self.rng,
+            time_limit=self._timeout_for(job.kind),
+        )
+        log_finish(fields, started, outcome, error, running.task)
 
-    async def _heartbeat(self, running: _Running, worker: str) -> None:
+    async def _heartbeat(self, running: RunningJob, worker: str) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
@@ -369,77 +349,3 @@ class JobRunner:
 
     def _timeout_for(self, kind: str) -> float:
         return self.timeout_seconds.get(kind, self.default_timeout_seconds)
-
-    # -- outcomes ------------------------------------------------------------------------------
-
-    async def _settle(
-        self, running: _Running, handler: Handler, ctx: JobContext, worker: str
-    ) -> tuple[str, str | None]:
-        """Record what happened; returns (outcome, error message)."""
-        db, job, task = self.services.db, running.job, running.task
-        finished = task.done() and not task.cancelled()
-        exc = task.exception() if finished else None
-        if running.reason in (CANCELLED, LOST):
-            return running.reason, None  # the row is gone or belongs to another worker now
-        if finished and exc is None:
-            kept = await mark_succeeded(db, job, worker=worker, now=self.clock())
-            return (JobState.SUCCEEDED if kept else LOST), None
-        if running.reason == SHUTDOWN:
-            kept = await requeue(db, job, worker=worker, now=self.clock())
-            return (SHUTDOWN if kept else LOST), None
-        if running.reason == TIMEOUT:
-            limit = self._timeout_for(job.kind)
-            message = f"The job ran longer than its {limit:g}-second limit and was stopped."
-        elif exc is None:
-            message = "The job was cancelled before it finished."
-        elif isinstance(exc, PermanentJobError):
-            message = describe_error(exc)
-            return await self._give_up(handler, ctx, job, worker, message, JobState.FAILED)
-        else:
-            message = describe_error(exc)
-        if job.attempts >= job.max_attempts:
-            final = f"Gave up after {job.attempts} attempts. {message}"
-            return await self._give_up(handler, ctx, job, worker, final, JobState.DEAD)
-        state = await mark_retry(db, job, message, worker=worker, now=self.clock(), rng=self.rng)
-        return ("retry" if state else LOST), message
-
-    async def _give_up(
-        self, handler: Handler, ctx: JobContext, job: Job, worker: str, message: str, state: str
-    ) -> tuple[str, str]:
-        # The hook runs before the row is marked: if the process dies in between, the job is
-        # reclaimed and given up on again, so a video is never left "processing" forever.
-        hook = getattr(handler, "on_gave_up", None)
-        if hook is not None:
-            try:
-                async with asyncio.timeout(GAVE_UP_HOOK_SECONDS):
-                    result = hook(ctx, message)
-                    if inspect.isawaitable(result):
-                        await result
-            except Exception:
-                log.exception(
-                    "the job's on_gave_up hook failed",
-                    extra=log_fields(kind=job.kind, job_id=job.id),
-                )
-        kept = await mark_failed(
-            self.services.db, job, message, worker=worker, state=state, now=self.clock()
-        )
-        return (state if kept else LOST), message
-
-    def _log_finish(
-        self,
-        fields: dict[str, object],
-        started: float,
-        outcome: str,
-        error: str | None,
-        task: asyncio.Task[None] | None = None,
-    ) -> None:
-        ms = round((time.monotonic() - started) * 1000)
-        if error is None:
-            log.info("job finished", extra=log_fields(**fields, ms=ms, outcome=outcome))
-            return
-        exc = task.exception() if task and task.done() and not task.cancelled() else None
-        log.warning(
-            "job finished",
-            extra=log_fields(**fields, ms=ms, outcome=outcome, error=error),
-            exc_info=exc if exc and not isinstance(exc, PermanentJobError) else None,
-        )

@@ -1,0 +1,154 @@
+"""What a finished, failed or stopped job leaves behind: the row's new state, the on_gave_up
+hook, the log line. Used by JobRunner (vidbox.jobs.runner), which decides when jobs run."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from vidbox.jobs import Handler, JobContext, PermanentJobError
+from vidbox.jobs.queue import mark_failed, mark_retry, mark_succeeded, requeue
+from vidbox.logs import log_fields
+from vidbox.models import Job, JobState
+
+if TYPE_CHECKING:
+    from vidbox.db import Database
+
+log = logging.getLogger("vidbox.jobs")
+
+GAVE_UP_HOOK_SECONDS = 60.0
+
+# Why the runner cancelled a handler; decides what is recorded.
+SHUTDOWN = "requeued"  # put back without counting the attempt
+CANCELLED = "cancelled"  # its video was deleted: the row is gone
+LOST = "lost"  # the claim was lost (row deleted or reclaimed elsewhere): not ours to record
+TIMEOUT = "timeout"  # a transient failure
+
+
+@dataclass(eq=False)
+class WorkerGroup:
+    """The workers of start() or of one run_until_idle() call."""
+
+    stopping: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class RunningJob:
+    job: Job
+    task: asyncio.Task[None]
+    group: WorkerGroup
+    reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.task.cancel()
+
+
+def describe_error(exc: BaseException) -> str:
+    """``last_error`` text: the message of our own errors (sentences), the type too for
+    built-in ones, whose bare message (``'key'``) says little."""
+    text = str(exc).strip()
+    if isinstance(exc, PermanentJobError) or (text and type(exc).__module__ != "builtins"):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def settle(
+    db: Database,
+    running: RunningJob,
+    handler: Handler,
+    ctx: JobContext,
+    *,
+    worker: str,
+    clock: Callable[[], datetime],
+    rng: random.Random,
+    time_limit: float,
+) -> tuple[str, str | None]:
+    """Record what happened to a job that ran; returns (outcome, error message)."""
+    job, task = running.job, running.task
+    finished = task.done() and not task.cancelled()
+    exc = task.exception() if finished else None
+    if running.reason in (CANCELLED, LOST):
+        return running.reason, None  # the row is gone or belongs to another worker now
+    if finished and exc is None:
+        kept = await mark_succeeded(db, job, worker=worker, now=clock())
+        return (JobState.SUCCEEDED if kept else LOST), None
+    if running.reason == SHUTDOWN:
+        kept = await requeue(db, job, worker=worker, now=clock())
+        return (SHUTDOWN if kept else LOST), None
+    if running.reason == TIMEOUT:
+        message = f"The job ran longer than its {time_limit:g}-second limit and was stopped."
+    elif exc is None:
+        message = "The job was cancelled before it finished."
+    elif isinstance(exc, PermanentJobError):
+        message = describe_error(exc)
+        return await give_up(
+            db, handler, ctx, job, message, JobState.FAILED, worker=worker, now=clock()
+        )
+    else:
+        message = describe_error(exc)
+    if job.attempts >= job.max_attempts:
+        final = f"Gave up after {job.attempts} attempts. {message}"
+        return await give_up(
+            db, handler, ctx, job, final, JobState.DEAD, worker=worker, now=clock()
+        )
+    state = await mark_retry(db, job, message, worker=worker, now=clock(), rng=rng)
+    return ("retry" if state else LOST), message
+
+
+async def give_up(
+    db: Database,
+    handler: Handler,
+    ctx: JobContext,
+    job: Job,
+    message: str,
+    state: str,
+    *,
+    worker: str,
+    now: datetime,
+) -> tuple[str, str]:
+    """Mark a job FAILED or DEAD after running its handler's on_gave_up hook."""
+    # The hook runs before the row is marked: if the process dies in between, the job is
+    # reclaimed and given up on again, so a video is never left "processing" forever.
+    hook = getattr(handler, "on_gave_up", None)
+    if hook is not None:
+        try:
+            async with asyncio.timeout(GAVE_UP_HOOK_SECONDS):
+                result = hook(ctx, message)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            log.exception(
+                "the job's on_gave_up hook failed",
+                extra=log_fields(kind=job.kind, job_id=job.id),
+            )
+    kept = await mark_failed(db, job, message, worker=worker, state=state, now=now)
+    return (state if kept else LOST), message
+
+
+def log_finish(
+    fields: dict[str, object],
+    started: float,
+    outcome: str,
+    error: str | None,
+    task: asyncio.Task[None] | None = None,
+) -> None:
+    ms = round((time.monotonic() - started) * 1000)
+    if error is None:
+        log.info("job finished", extra=log_fields(**fields, ms=ms, outcome=outcome))
+        return
+    exc = task.exception() if task and task.done() and not task.cancelled() else None
+    log.warning(
+        "job finished",
+        extra=log_fields(**fields, ms=ms, outcome=outcome, error=error),
+        exc_info=exc if exc and not isinstance(exc, PermanentJobError) else None,
+    )
