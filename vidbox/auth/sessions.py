@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.sql.expression import Select
 
 from vidbox.auth.secrets import hash_token, new_token
 from vidbox.db import Database
@@ -93,14 +94,7 @@ async def rotate_refresh(
     now = utcnow()
     reused = False
     async with db.session() as session:
-        found = (
-            await session.exec(
-                select(AuthToken, AuthSession, User)
-                .join(AuthSession, col(AuthToken.session_id) == AuthSession.id)
-                .join(User, col(AuthSession.user_id) == User.id)
-                .where(AuthToken.token_hash == hash_token(refresh), AuthToken.kind == "refresh")
-            )
-        ).first()
+        found = (await session.exec(_token_lookup(hash_token(refresh), ("refresh",)))).first()
         if found is None:
             raise Unauthorized(REFRESH_REFUSED)
         token, auth, user = found
@@ -156,14 +150,7 @@ async def authenticate(db: Database, token: str, kinds: tuple[str, ...]) -> Prin
 
     async def load() -> Principal | None:
         async with db.read() as session:
-            found = (
-                await session.exec(
-                    select(AuthToken, AuthSession, User)
-                    .join(AuthSession, col(AuthToken.session_id) == AuthSession.id)
-                    .join(User, col(AuthSession.user_id) == User.id)
-                    .where(AuthToken.token_hash == token_hash, col(AuthToken.kind).in_(kinds))
-                )
-            ).first()
+            found = (await session.exec(_token_lookup(token_hash, kinds))).first()
         if found is None:
             return None
         row, auth, user = found
@@ -173,6 +160,18 @@ async def authenticate(db: Database, token: str, kinds: tuple[str, ...]) -> Prin
     principal = await db.auth_cache.get_or_load((token_hash, kinds), load)
     # A cached principal is checked again: its token or session may have expired since.
     return principal if principal is not None and _still_valid(principal, utcnow()) else None
+
+
+def _token_lookup(
+    token_hash: str, kinds: tuple[str, ...]
+) -> Select[tuple[AuthToken, AuthSession, User]]:
+    """The token row with its session and user, for a token hash of one of ``kinds``."""
+    return (
+        select(AuthToken, AuthSession, User)
+        .join(AuthSession, col(AuthToken.session_id) == AuthSession.id)
+        .join(User, col(AuthSession.user_id) == User.id)
+        .where(AuthToken.token_hash == token_hash, col(AuthToken.kind).in_(kinds))
+    )
 
 
 def _still_valid(principal: Principal, now: datetime) -> bool:
