@@ -26,6 +26,7 @@ from vidbox.uploads import (
     check_upload,
     sniff_container,
 )
+from vidbox.uploads.files import Chunk
 from vidbox.uploads.validation import not_a_video_message
 from vidbox.videos import check_quota, check_size, new_video, start_processing
 
@@ -142,7 +143,7 @@ async def append(
     upload_id: str,
     *,
     offset: int,
-    body: AsyncIterator[bytes],
+    body: AsyncIterator[Chunk],
     content_length: int | None,
     checksum: tuple[str, bytes] | None,
 ) -> UploadState:
@@ -209,7 +210,7 @@ async def receive_one_shot(
     services: Services,
     user: User,
     *,
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[Chunk],
     describe: Any,
     content_length: int | None,
 ) -> str:

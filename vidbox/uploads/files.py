@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 _DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
 
 T = TypeVar("T")
+# A received piece of a body: bytes, or a view into bytes (no copy made to cut it out).
+Chunk = bytes | memoryview
 
 
 def fsync_dir(path: Path) -> None:
@@ -50,10 +52,10 @@ class PendingChunks:
     """Received chunks waiting for one positional write, kept as they arrived."""
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[Chunk] = []
         self.size = 0
 
-    def add(self, chunk: bytes) -> None:
+    def add(self, chunk: Chunk) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
 
@@ -76,7 +78,7 @@ class OverlappedWriter:
         self.written = position  # every byte before this is in the file
         self.pending = PendingChunks()  # received, not handed to a write yet
         self._writing: Future[None] | None = None
-        self._writing_chunks: list[bytes] = []
+        self._writing_chunks: list[Chunk] = []
         self._writing_size = 0
 
     @property
@@ -84,7 +86,7 @@ class OverlappedWriter:
         """The file position after every chunk given so far."""
         return self.written + self._writing_size + self.pending.size
 
-    async def add(self, chunk: bytes) -> None:
+    async def add(self, chunk: Chunk) -> None:
         self.pending.add(chunk)
         if self.pending.size >= self.batch_bytes:
             await self._finish_write()
@@ -115,7 +117,7 @@ class OverlappedWriter:
         self.written += self._writing_size
         self._writing, self._writing_chunks, self._writing_size = None, [], 0
 
-    def settle(self) -> list[bytes]:
+    def settle(self) -> list[Chunk]:
         """Wait (blocking) for the write in flight; returns the chunks not in the file yet,
         in order, for the caller to keep or drop. Safe to call from any thread but the disk
         pool's."""
@@ -132,7 +134,7 @@ class OverlappedWriter:
         return self.pending.chunks
 
 
-def pwritev_all(fd: int, chunks: list[bytes], position: int, hasher: Any = None) -> None:
+def pwritev_all(fd: int, chunks: list[Chunk], position: int, hasher: Any = None) -> None:
     """Write ``chunks`` back to back at ``position``, however the kernel splits the work.
 
     A positional write makes a retry after a failed or cancelled write idempotent. Hashing

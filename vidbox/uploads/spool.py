@@ -49,6 +49,7 @@ from vidbox.uploads.errors import (
     UploadNotFound,
 )
 from vidbox.uploads.files import (
+    Chunk,
     OverlappedWriter,
     on_disk_thread,
     pwritev_all,
@@ -277,7 +278,7 @@ class UploadSpool:
         self,
         upload_id: str,
         expected_offset: int,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Chunk],
         *,
         length: int,
         checksum: tuple[str, bytes] | None = None,
@@ -358,7 +359,7 @@ class UploadSpool:
             pwritev_all(fd, unwritten, writer.written)
 
     async def stream_to_spool(
-        self, upload_id: str, chunks: AsyncIterator[bytes], *, max_bytes: int
+        self, upload_id: str, chunks: AsyncIterator[Chunk], *, max_bytes: int
     ) -> int:
         """Write a whole one-shot upload (multipart) to ``data_path(upload_id)``; returns its
         size. On TooLarge (as soon as ``max_bytes`` is passed), EmptyUpload or any error from

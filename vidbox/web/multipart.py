@@ -11,6 +11,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType
+from vidbox.uploads.files import Chunk
 
 MAX_FIELD_BYTES = 4096
 
@@ -29,7 +30,7 @@ class MultipartUpload:
     _header_value: bytes = b""
     _in_file: bool = False
     _field_value: bytearray = field(default_factory=bytearray)
-    _pending: list[bytes] = field(default_factory=list)
+    _pending: list[Chunk] = field(default_factory=list)
     _seen_file: bool = False
 
     def _callbacks(self) -> dict[str, object]:
@@ -58,7 +59,9 @@ class MultipartUpload:
 
         def on_part_data(data: bytes, start: int, end: int) -> None:
             if self._in_file:
-                self._pending.append(bytes(data[start:end]))
+                # A view, not a copy: ``data`` is the immutable chunk given to the parser
+                # (or its boundary constant), so the view stays valid until written.
+                self._pending.append(memoryview(data)[start:end])
             elif len(self._field_value) <= MAX_FIELD_BYTES:
                 self._field_value += data[start:end]
 
@@ -79,7 +82,7 @@ class MultipartUpload:
             "on_part_end": on_part_end,
         }
 
-    async def file_chunks(self, request: Request) -> AsyncIterator[bytes]:
+    async def file_chunks(self, request: Request) -> AsyncIterator[Chunk]:
         """The bytes of the first file field, as they arrive; the other fields are parsed on
         the way and are complete once the iterator is exhausted."""
         content_type, options = parse_options_header(request.headers.get("content-type", ""))
