@@ -3,6 +3,7 @@ sockets, including the awkward cases (100-continue, keep-alive, a client leaving
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import pytest
 
 from tests.support import LiveServer, start_server, wait_until
 from vidbox.config import Settings
-from vidbox.server import BODY_HIGH_WATER, ZEROCOPY_SEND
+from vidbox.server import BODY_HIGH_WATER, BODY_READINTO, ZEROCOPY_SEND
 
 MiB = 1024 * 1024
 
@@ -33,22 +34,43 @@ class BodyRecorder:
             await send({"type": "lifespan.shutdown.complete"})
             return
         digest, size, messages, ended = hashlib.sha256(), 0, 0, "complete"
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        readinto = scope.get("extensions", {}).get(BODY_READINTO, {}).get("readinto")
+        if scope["path"].startswith("/readinto"):
+            # /readinto reads the whole body, /readinto-half stops halfway and answers.
+            assert readinto is not None
+            limit = None
+            if scope["path"] == "/readinto-half":
+                length = dict(scope["headers"])[b"content-length"]
+                limit = int(length) // 2
+            buffer = memoryview(bytearray(100_000))
+            try:
+                while limit is None or size < limit:
+                    got = await readinto(buffer)
+                    if got == 0:
+                        break
+                    messages += 1
+                    digest.update(buffer[:got])
+                    size += got
+            except ConnectionResetError:
                 ended = "disconnect"
-                break
-            messages += 1
-            digest.update(message["body"])
-            size += len(message["body"])
-            if not message["more_body"]:
-                break
+        else:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    ended = "disconnect"
+                    break
+                messages += 1
+                digest.update(message["body"])
+                size += len(message["body"])
+                if not message["more_body"]:
+                    break
         seen = {
             "size": size,
             "sha256": digest.hexdigest(),
             "messages": messages,
             "ended": ended,
             "zerocopy": ZEROCOPY_SEND in scope.get("extensions", {}),
+            "readinto": readinto is not None,
         }
         self.finished.append(seen)
         if ended == "disconnect":
@@ -102,13 +124,37 @@ def test_a_streamed_upload_of_unknown_length(live: LiveServer) -> None:
     assert seen["sha256"] == hashlib.sha256(b"".join(parts)).hexdigest()
 
 
-def _raw_request(port: int, body_length: int, extra: str = "") -> socket.socket:
+def _head(path: str, body_length: int, extra: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {body_length}\r\n{extra}\r\n"
+    ).encode()
+
+
+def _raw_request(
+    port: int, body_length: int, extra: str = "", path: str = "/upload"
+) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
-    head = (
-        f"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {body_length}\r\n{extra}\r\n"
-    )
-    sock.sendall(head.encode())
+    sock.sendall(_head(path, body_length, extra))
     return sock
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[dict[str, Any]]:
+    """``count`` JSON answers from a raw connection, in order."""
+    sock.settimeout(10)
+    data, answers = b"", []
+    while len(answers) < count:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            if len(rest) >= length:
+                answers.append({"head": head.decode(), **json.loads(rest[:length])})
+                data = rest[length:]
+                continue
+        more = sock.recv(65536)
+        if not more:
+            break
+        data += more
+    return answers
 
 
 def _port(live: LiveServer) -> int:
@@ -143,3 +189,67 @@ def test_a_client_leaving_mid_body_still_delivers_what_arrived(
     assert seen["sha256"] == hashlib.sha256(sent).hexdigest()
     # The server carries on.
     assert _seen(httpx.post(live.url, content=b"after"))["size"] == 5
+
+
+def test_readinto_takes_bodies_straight_from_the_socket(live: LiveServer) -> None:
+    bodies = [os.urandom(5 * MiB + 3), b"", os.urandom(10), os.urandom(300_000)]
+    with live.client() as client:  # one keep-alive connection for all of them
+        for body in bodies:
+            seen = _seen(client.post("/readinto", content=body))
+            assert (seen["size"], seen["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+            assert (seen["ended"], seen["readinto"]) == ("complete", True)
+        # A plain request after them: the connection's parser followed along.
+        assert _seen(client.post("/", content=b"plain"))["size"] == 5
+
+
+def test_readinto_with_pipelined_requests(live: LiveServer) -> None:
+    first, second = os.urandom(3 * MiB), os.urandom(1000)
+    with socket.create_connection(("127.0.0.1", _port(live))) as sock:
+        # The second request follows the first body without waiting for the answer.
+        sock.sendall(_head("/readinto", len(first)) + first + _head("/readinto", len(second)))
+        sock.sendall(second)
+        answers = _read_answers(sock, 2)
+    assert [a["sha256"] for a in answers] == [
+        hashlib.sha256(first).hexdigest(),
+        hashlib.sha256(second).hexdigest(),
+    ]
+
+
+def test_an_answer_before_the_whole_body_closes_the_connection(live: LiveServer) -> None:
+    body = os.urandom(4 * MiB)
+    with _raw_request(_port(live), len(body), path="/readinto-half") as sock:
+        with contextlib.suppress(OSError):  # the server may close before all is sent
+            sock.sendall(body)
+        (answer,) = _read_answers(sock, 1)
+        assert answer["size"] >= len(body) // 2
+        assert "connection: close" in answer["head"].lower()
+        sock.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(65536) == b""  # closed: the rest of the body is never parsed
+    assert _seen(httpx.post(live.url + "/readinto", content=b"next"))["size"] == 4
+
+
+def test_readinto_when_the_client_leaves_mid_body(live: LiveServer, recorder: BodyRecorder) -> None:
+    sent = os.urandom(2 * MiB + 5)
+    before = len(recorder.finished)
+    with _raw_request(_port(live), 10 * MiB, path="/readinto") as sock:
+        sock.sendall(sent)
+    wait_until(lambda: len(recorder.finished) > before, timeout=10, what="the app to finish")
+    seen = recorder.finished[-1]
+    assert (seen["size"], seen["ended"]) == (len(sent), "disconnect")
+    assert seen["sha256"] == hashlib.sha256(sent).hexdigest()
+
+
+def test_readinto_sends_100_continue(live: LiveServer) -> None:
+    body = os.urandom(MiB)
+    with _raw_request(_port(live), len(body), "Expect: 100-continue\r\n", path="/readinto") as sock:
+        sock.settimeout(10)
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        (answer,) = _read_answers(sock, 1)
+    assert answer["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_no_readinto_for_a_chunked_body(live: LiveServer) -> None:
+    seen = _seen(httpx.post(live.url, content=iter([b"a" * 10, b"b" * 10])))
+    assert (seen["size"], seen["readinto"]) == (20, False)

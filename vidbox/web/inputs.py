@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from vidbox.server import BODY_READINTO
+from vidbox.uploads.files import Chunk
 
 MAX_JSON_BYTES = 64 * 1024
+BODY_BUFFER_BYTES = 1024 * 1024
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -27,6 +31,38 @@ async def json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("The JSON body must be an object.")
     return body
+
+
+async def body_chunks(
+    request: Request, *, buffer_bytes: int = BODY_BUFFER_BYTES
+) -> AsyncIterator[Chunk]:
+    """The raw request body, chunk by chunk. Where the server can (``vidbox.server``'s
+    readinto extension, a body of known length), the bytes go from the socket straight into
+    buffers of ``buffer_bytes``, otherwise they come as Starlette streams them. Raises
+    ClientDisconnect after the last chunk that arrived when the client goes mid-body."""
+    readinto = request.scope.get("extensions", {}).get(BODY_READINTO, {}).get("readinto")
+    if readinto is None:
+        async for chunk in request.stream():
+            yield chunk
+        return
+    while True:
+        # A new buffer each time: the consumer may still be writing the previous ones.
+        buffer = memoryview(bytearray(buffer_bytes))
+        filled = 0
+        try:
+            while filled < buffer_bytes:
+                got = await readinto(buffer[filled:])
+                if got == 0:
+                    break
+                filled += got
+        except OSError:
+            if filled:
+                yield buffer[:filled]
+            raise ClientDisconnect() from None
+        if filled:
+            yield buffer[:filled]
+        if filled < buffer_bytes:
+            return
 
 
 async def form_body(request: Request) -> dict[str, str]:

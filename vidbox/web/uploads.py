@@ -27,6 +27,7 @@ from vidbox.videos import video_details
 from vidbox.web.auth import require_user
 from vidbox.web.deps import services_of
 from vidbox.web.errors import render_error
+from vidbox.web.inputs import body_chunks
 from vidbox.web.multipart import MultipartUpload
 
 TUS_HEADERS = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
@@ -107,15 +108,16 @@ async def _patch(request: Request, upload_id: str) -> Response:
         raise UnsupportedMediaType(f"PATCH bodies must be sent as {TUS_CONTENT_TYPE}.")
     offset = _size(request, "Upload-Offset")
     content_length = request.headers.get("content-length")
+    checksum = _checksum(request)
     try:
         state = await ingest.append(
             services,
             user,
             upload_id,
             offset=offset,
-            body=request.stream(),
+            body=body_chunks(request),
             content_length=int(content_length) if content_length else None,
-            checksum=_checksum(request),
+            checksum=checksum,
         )
     except ClientDisconnect:
         # The bytes that arrived are on disk; the client resumes from HEAD's offset.
@@ -146,7 +148,7 @@ async def create(request: Request) -> Response:
                     user,
                     state.id,
                     offset=0,
-                    body=request.stream(),
+                    body=body_chunks(request),
                     content_length=None,
                     checksum=_checksum(request),
                 )
