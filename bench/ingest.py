@@ -10,7 +10,9 @@ starts a fresh ``vidbox serve`` on a temporary data folder and measures, one aft
   and ``cp`` followed by ``sync`` of the copy (vidbox fsyncs a finished upload, ``cp`` does not);
 - tus: POST /api/uploads, then PATCH requests of ``--patch-mib`` (64 MiB) each, sent by httpx
   from a generator that reads the file in 1 MiB slices;
-- multipart: one POST /api/videos, httpx streaming ``files=`` from the open file;
+- multipart: one POST /api/videos whose multipart body (a title field, then the file) httpx
+  streams from 1 MiB slices of the file, as ``curl -F`` streams it (httpx's ``files=``
+  encoder reads 64 KiB at a time and was slower than the server);
 - client ceiling: the same PATCH requests sent to a socket sink (another process that reads and
   discards the bodies), which shows the client is not what limits the uploads;
 - raw receiver: the same again, with the sink writing the bodies into a file in the data
@@ -18,8 +20,9 @@ starts a fresh ``vidbox serve`` on a temporary data folder and measures, one aft
   upload to disk on this machine, the honest ceiling for any Python server.
 
 cp, cp + sync, the raw receiver and the two uploads run in interleaved rounds (best of
-``--rounds`` kept): writing into memory the VM has not touched lately is several times slower
-than into pages freed a moment ago, so each must meet the machine in the same state.
+``--rounds`` kept), each after ``prewarm``: writing into memory the VM has not touched lately
+is several times slower than into pages freed a moment ago, so each must meet the machine in
+the same state. Every round's figures are printed as it ends.
 
 MB/s is 10^6 bytes a second. Every run reads a warm source file (the page cache cannot be
 dropped here), ``cp`` and the uploads alike. The file is the first 4 KiB of a real MP4 made by
@@ -157,8 +160,26 @@ def warm(path: Path) -> None:
             pass
 
 
+def prewarm(folder: Path, size: int) -> None:
+    """Write ``size`` bytes into a scratch file in ``folder`` and delete it, then flush earlier
+    writes: the timed run that follows writes into memory the VM has just used.
+
+    Here, page-cache pages free for more than a few seconds are several times slower to write
+    into than pages freed a moment ago (a Python loop of 1 MiB pwrites: about 400 MiB/s into
+    the first, 5 GiB/s into the second). ``cp`` in a loop always met the second kind, an
+    upload after a server round trip often the first; both now meet the same.
+    """
+    scratch = folder / ".prewarm"
+    block = bytes(16 * MIB)
+    with scratch.open("wb") as fh:
+        for _ in range(0, size, len(block)):
+            fh.write(block)
+    scratch.unlink()  # before the sync: its dirty pages are dropped, not written back
+    os.sync()  # no earlier writeback left to compete with the timed run
+
+
 def time_cp(source: Path, target: Path, *, then_sync: bool) -> float:
-    os.sync()  # no earlier writeback left to compete with this copy
+    prewarm(target.parent, source.stat().st_size)
     started = time.perf_counter()
     subprocess.run(["cp", str(source), str(target)], check=True)
     if then_sync:
@@ -216,14 +237,39 @@ def tus_upload(client: httpx.Client, auth: dict[str, str], path: Path, patch_byt
     return created.headers["Vidbox-Video-Id"]
 
 
+def multipart_body(path: Path, boundary: str) -> tuple[int, Iterator[bytes]]:
+    """A multipart/form-data body (a title field, then the file), as its length and chunks:
+    streamed from 1 MiB slices of the file, as curl -F streams it. httpx's own ``files=``
+    encoder reads the file in 64 KiB pieces, which made the client, not the server, the
+    bottleneck of this measurement."""
+    size = path.stat().st_size
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n'
+        f'bench multipart\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{path.name}"\r\nContent-Type: video/mp4\r\n\r\n'
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        yield from file_slices(path, 0, size)
+        yield tail
+
+    return len(head) + size + len(tail), chunks()
+
+
 def multipart_upload(client: httpx.Client, auth: dict[str, str], path: Path) -> str:
-    with path.open("rb") as fh:
-        response = client.post(
-            "/api/videos",
-            headers=auth,
-            files={"file": (path.name, fh, "video/mp4")},
-            data={"title": "bench multipart"},
-        )
+    boundary = f"bench{random.getrandbits(64):016x}"
+    length, chunks = multipart_body(path, boundary)
+    response = client.post(
+        "/api/videos",
+        headers={
+            **auth,
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(length),
+        },
+        content=chunks,
+    )
     if response.status_code != 201:
         raise RuntimeError(f"multipart upload answered {response.status_code}: {response.text}")
     video = response.json()
@@ -242,7 +288,10 @@ def client_ceiling(path: Path, patch_bytes: int, write_to: Path | None = None) -
         port = int(sink.stdout.readline())
         size = path.stat().st_size
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=UPLOAD_TIMEOUT) as client:
-            os.sync()
+            if write_to is not None:
+                prewarm(write_to.parent, size)
+            else:
+                os.sync()
             started = time.perf_counter()
             for offset in range(0, size, patch_bytes):
                 length = min(patch_bytes, size - offset)
@@ -275,9 +324,9 @@ def settle(client: httpx.Client, auth: dict[str, str], video_id: str) -> str:
     return str(video["status"])
 
 
-def timed(upload: Callable[[], str]) -> tuple[float, str]:
-    """Seconds an upload takes (after flushing earlier writes), and its video id."""
-    os.sync()
+def timed(upload: Callable[[], str], folder: Path, size: int) -> tuple[float, str]:
+    """Seconds an upload takes (after ``prewarm``), and its video id."""
+    prewarm(folder, size)
     started = time.perf_counter()
     video_id = upload()
     return time.perf_counter() - started, video_id
@@ -318,14 +367,25 @@ def measure_size(
                     cp_sync_times.append(time_cp(source, copy, then_sync=True))
                     raw_times.append(client_ceiling(source, patch_bytes, data_dir / "raw.bin"))
                     print(f"{label}: round {round_}: tus upload ...", flush=True)
-                    seconds, video_id = timed(lambda: tus_upload(client, auth, source, patch_bytes))
+                    seconds, video_id = timed(
+                        lambda: tus_upload(client, auth, source, patch_bytes), data_dir, size
+                    )
                     tus_times.append(seconds)
                     status = settle(client, auth, video_id)
                     print(f"{label}: tus video {status}; multipart upload ...", flush=True)
-                    seconds, video_id = timed(lambda: multipart_upload(client, auth, source))
+                    seconds, video_id = timed(
+                        lambda: multipart_upload(client, auth, source), data_dir, size
+                    )
                     multipart_times.append(seconds)
                     status = settle(client, auth, video_id)
                     print(f"{label}: multipart video {status}", flush=True)
+                    figures = zip(
+                        ("cp", "cp+sync", "raw", "tus", "multipart"),
+                        (cp_times, cp_sync_times, raw_times, tus_times, multipart_times),
+                        strict=True,
+                    )
+                    line = ", ".join(f"{n} {size / t[-1] / 1e6:.0f}" for n, t in figures)
+                    print(f"{label}: round {round_} MB/s: {line}", flush=True)
             peak = server.peak_rss_mb()
     finally:
         source.unlink(missing_ok=True)

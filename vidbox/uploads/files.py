@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 _DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
 
 T = TypeVar("T")
-# A received piece of a body: bytes, or a view into bytes (no copy made to cut it out).
-Chunk = bytes | memoryview
+# A received piece of a body: bytes, a buffer it was read into, or a view cutting a piece out
+# of either without a copy.
+Chunk = bytes | bytearray | memoryview
 
 
 def fsync_dir(path: Path) -> None:

@@ -47,22 +47,28 @@ async def body_chunks(
         return
     while True:
         # A new buffer each time: the consumer may still be writing the previous ones.
-        buffer = memoryview(bytearray(buffer_bytes))
-        filled = 0
+        buffer = bytearray(buffer_bytes)
+        view, filled = memoryview(buffer), 0
         try:
             while filled < buffer_bytes:
-                got = await readinto(buffer[filled:])
+                got = await readinto(view[filled:])
                 if got == 0:
                     break
                 filled += got
         except OSError:
             if filled:
-                yield buffer[:filled]
+                yield _trimmed(buffer, view, filled)
             raise ClientDisconnect() from None
         if filled:
-            yield buffer[:filled]
+            yield _trimmed(buffer, view, filled)
         if filled < buffer_bytes:
             return
+
+
+def _trimmed(buffer: bytearray, view: memoryview, filled: int) -> bytearray:
+    view.release()  # a bytearray with a live view cannot change size
+    del buffer[filled:]  # in place: no copy
+    return buffer
 
 
 async def form_body(request: Request) -> dict[str, str]:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType
 from vidbox.uploads.files import Chunk
+from vidbox.web.inputs import body_chunks
 
 MAX_FIELD_BYTES = 4096
 
@@ -59,8 +60,8 @@ class MultipartUpload:
 
         def on_part_data(data: bytes, start: int, end: int) -> None:
             if self._in_file:
-                # A view, not a copy: ``data`` is the immutable chunk given to the parser
-                # (or its boundary constant), so the view stays valid until written.
+                # A view, not a copy: ``data`` is the chunk given to the parser (or its
+                # boundary constant), which nothing changes afterwards.
                 self._pending.append(memoryview(data)[start:end])
             elif len(self._field_value) <= MAX_FIELD_BYTES:
                 self._field_value += data[start:end]
@@ -90,7 +91,7 @@ class MultipartUpload:
         if content_type != b"multipart/form-data" or not boundary:
             raise UnsupportedMediaType("Send the video as multipart/form-data with a 'file' field.")
         parser = MultipartParser(boundary, self._callbacks())  # type: ignore[arg-type]
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request):
             try:
                 parser.write(chunk)
             except BadRequest:
