@@ -188,21 +188,27 @@ class _RequestBody:
         if unread <= 0 or not buffer:
             return 0
         cycle = self.cycle
-        if cycle.disconnected or cycle.response_complete:
+        if cycle.disconnected or cycle.response_complete or cycle.transport.is_closing():
             raise ConnectionResetError("the client is gone")
         if self.keep_alive is None:
             self.flow.pause_reading()
             self.keep_alive, cycle.keep_alive = cycle.keep_alive, False
-        fd = cycle.transport.get_extra_info("socket").fileno()
-        while True:
-            try:
-                got = os.readv(fd, [buffer[:unread]])
-                break
-            except BlockingIOError:
-                await _readable(fd)
-            except OSError:
-                self._lost()
-                raise
+        # A descriptor of our own for the socket: should the transport close while this call
+        # waits, its number could be reused by another connection, whose bytes must never be
+        # read here.
+        fd = os.dup(cycle.transport.get_extra_info("socket").fileno())
+        try:
+            while True:
+                try:
+                    got = os.readv(fd, [buffer[:unread]])
+                    break
+                except BlockingIOError:
+                    await _readable(fd)
+                except OSError:
+                    self._lost()
+                    raise
+        finally:
+            os.close(fd)
         if got == 0:
             self._lost()
             raise ConnectionResetError("the client closed the connection mid-body")
@@ -269,17 +275,14 @@ def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
 
 
 async def _readable(fd: int) -> None:
-    """Wait until ``fd`` (a socket whose transport is not reading) has bytes or an EOF."""
+    """Wait until ``fd`` (not a transport's own descriptor) has bytes or an end of file."""
     loop = asyncio.get_running_loop()
-    # A duplicate: asyncio refuses to watch the descriptor its transport owns.
-    watched = os.dup(fd)
     ready = loop.create_future()
-    loop.add_reader(watched, lambda: ready.done() or ready.set_result(None))
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
     try:
         await ready
     finally:
-        loop.remove_reader(watched)
-        os.close(watched)
+        loop.remove_reader(fd)
 
 
 def _zerocopy_possible(loop: asyncio.AbstractEventLoop, cycle: Any) -> bool:
