@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from tests.support import (
     wait_for_status,
 )
 from vidbox.jobs.cleanup import run_cleanup
+from vidbox.models import Upload
 from vidbox.services import open_services
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -325,3 +327,44 @@ def test_abandoned_uploads_are_cleaned_up(
         assert client.head(url, headers={**TUS, **owner}).status_code == 404
         assert client.get(f"/api/videos/{video_id}", headers=owner).status_code == 404
     assert list(live.settings.spool_dir.glob("*.part")) == []
+
+
+def test_parts_push_the_expiry_forward_once_it_falls_behind(
+    live: LiveServer, owner: dict[str, str], clip: Path
+) -> None:
+    data = clip.read_bytes()
+    hours = live.settings.uploads.expire_hours
+    with live.client() as client:
+        url = create(client, owner, len(data), filename="x.mp4").headers["location"]
+
+        def age(seconds: int) -> datetime:
+            """Set the upload's expiry as if it had been set ``seconds`` ago."""
+            expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(
+                hours=hours, seconds=-seconds
+            )
+
+            async def update() -> None:
+                async with open_services(live.settings) as services, services.db.session() as s:
+                    row = await s.get(Upload, url.rsplit("/", 1)[1])
+                    assert row is not None
+                    row.expires_at = expiry
+                    s.add(row)
+
+            asyncio.run(update())
+            return expiry
+
+        def patch(start: int, end: int) -> datetime:
+            headers = {**PATCH, **owner, "Upload-Offset": str(start)}
+            answer = client.patch(url, content=data[start:end], headers=headers)
+            assert answer.status_code == 204, answer.text
+            return parsedate_to_datetime(answer.headers["upload-expires"])
+
+        # Parts back to back: an expiry set 30 s ago is as good as current and stays.
+        recent = age(30)
+        assert patch(0, 5000) == recent
+        # An upload idle for five minutes: the next part moves its expiry forward.
+        age(300)
+        moved = patch(5000, 10000)
+        assert moved >= datetime.now(UTC) + timedelta(hours=hours, seconds=-5)
+        head = client.head(url, headers={**TUS, **owner})
+        assert parsedate_to_datetime(head.headers["upload-expires"]) == moved
