@@ -118,21 +118,36 @@ class OverlappedWriter:
         self.written += self._writing_size
         self._writing, self._writing_chunks, self._writing_size = None, [], 0
 
+    async def finish(self) -> list[Chunk]:
+        """After an error: wait for the write in flight; returns the chunks not in the file
+        yet, in order, for the caller to keep or drop."""
+        if self._writing is not None:
+            try:
+                await asyncio.wrap_future(self._writing)
+            except Exception:
+                self._unwritten()
+            else:
+                self._done_writing()
+        return self.pending.chunks
+
     def settle(self) -> list[Chunk]:
-        """Wait (blocking) for the write in flight; returns the chunks not in the file yet,
-        in order, for the caller to keep or drop. Safe to call from any thread but the disk
-        pool's."""
+        """``finish`` for when awaiting is not possible (cancelled): blocks until the write in
+        flight is done. Call it on the event loop's thread: on a disk thread it could wait for
+        a write queued behind itself."""
         if self._writing is not None:
             try:
                 self._writing.result()
             except (Exception, CancelledError):
-                # Failed or never started: its chunks go back in front of the pending ones.
-                self.pending.chunks[:0] = self._writing_chunks
-                self.pending.size += self._writing_size
-                self._writing, self._writing_chunks, self._writing_size = None, [], 0
+                self._unwritten()
             else:
                 self._done_writing()
         return self.pending.chunks
+
+    def _unwritten(self) -> None:
+        # The write failed or never started: its chunks go back in front of the pending ones.
+        self.pending.chunks[:0] = self._writing_chunks
+        self.pending.size += self._writing_size
+        self._writing, self._writing_chunks, self._writing_size = None, [], 0
 
 
 def pwritev_all(fd: int, chunks: list[Chunk], position: int, hasher: Any = None) -> None:

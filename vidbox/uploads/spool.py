@@ -317,13 +317,22 @@ class UploadSpool:
                         break
                 written = await writer.flush()
             except Exception:
+                unwritten = await writer.finish()
                 await on_disk_thread(
-                    self._settle_broken_body, upload_id, fd, writer, expected_offset, checksum
+                    self._settle_broken_body,
+                    upload_id,
+                    fd,
+                    unwritten,
+                    writer.written,
+                    expected_offset,
+                    checksum,
                 )
                 raise
             except BaseException:
                 # Cancelled: awaiting again is not dependable here, so settle inline.
-                self._settle_broken_body(upload_id, fd, writer, expected_offset, checksum)
+                self._settle_broken_body(
+                    upload_id, fd, writer.settle(), writer.written, expected_offset, checksum
+                )
                 raise
             if checksum:
                 verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
@@ -345,18 +354,18 @@ class UploadSpool:
         self,
         upload_id: str,
         fd: int,
-        writer: OverlappedWriter,
+        unwritten: list[Chunk],
+        written: int,
         expected_offset: int,
         checksum: tuple[str, bytes] | None,
     ) -> None:
-        unwritten = writer.settle()
         if checksum:
             self._discard_unverified(upload_id, fd, expected_offset)
             return
         # These may include bytes whose write failed halfway; pwrite makes rewriting them safe.
         # If the disk itself is failing this raises too; the original error still propagates.
         with contextlib.suppress(OSError):
-            pwritev_all(fd, unwritten, writer.written)
+            pwritev_all(fd, unwritten, written)
 
     async def stream_to_spool(
         self, upload_id: str, chunks: AsyncIterator[Chunk], *, max_bytes: int
@@ -376,7 +385,7 @@ class UploadSpool:
             if written == 0:
                 raise EmptyUpload()
         except BaseException:
-            writer.settle()  # no write may still be running when the file goes
+            writer.settle()  # no write may still be running when the file goes (on the loop)
             os.close(fd)
             data_path.unlink(missing_ok=True)
             raise
