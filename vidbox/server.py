@@ -1,4 +1,4 @@
-"""The HTTP server around the app: uvicorn, plus zero-copy file sending.
+"""The HTTP server around the app: uvicorn, with media sent and uploads read without copies.
 
 Most of what vidbox serves is media files, and a Python server that reads a file and writes it
 to a socket copies every byte through user space twice. The kernel can do it in one step
@@ -9,8 +9,9 @@ the app may send ``{"type": "http.response.zerocopysend", "file": <open file>, "
 "count": int}`` and the bytes go from the page cache straight to the socket through asyncio's
 ``loop.sendfile``.
 
-Uploads take the opposite way: ``BODY_READINTO`` (below) reads a body of known length from the
-socket into the app's own buffers.
+Uploads take the opposite way: request bodies reach the app as the parser produced them
+(``_RequestBody``), and ``BODY_READINTO`` reads a body of known length from the socket straight
+into the app's own buffers.
 
 The extensions are advertised in ``scope["extensions"]`` only where they really work: asyncio's
 own event loop (uvloop has no ``sendfile``), a plain TCP transport, and a uvicorn whose request
