@@ -21,6 +21,7 @@ from tests.support import (
     start_server,
     wait_for_status,
 )
+from vidbox.config import Settings
 from vidbox.jobs.cleanup import run_cleanup
 from vidbox.models import Upload
 from vidbox.services import open_services
@@ -368,3 +369,30 @@ def test_parts_push_the_expiry_forward_once_it_falls_behind(
         assert moved >= datetime.now(UTC) + timedelta(hours=hours, seconds=-5)
         head = client.head(url, headers={**TUS, **owner})
         assert parsedate_to_datetime(head.headers["upload-expires"]) == moved
+
+
+def test_uploads_on_a_server_without_vidbox_extensions(settings: Settings, clip: Path) -> None:
+    # Plain uvicorn on uvloop offers neither readinto nor zero-copy: bodies then come through
+    # Starlette's stream, as they would under any other ASGI server.
+    server = start_server(settings, http="httptools", loop="uvloop")
+    try:
+        add_user(settings, "plain@example.org")
+        data = clip.read_bytes()
+        with server.client() as client:
+            auth = bearer(api_login(client, "plain@example.org")["access"])
+            created = create(client, auth, len(data), filename="tus.mp4")
+            url = created.headers["location"]
+            for start in range(0, len(data), 40_000):
+                headers = {**PATCH, **auth, "Upload-Offset": str(start)}
+                patched = client.patch(url, content=data[start : start + 40_000], headers=headers)
+                assert patched.status_code == 204, patched.text
+            posted = client.post(
+                "/api/videos", headers=auth, files={"file": ("one.mp4", data, "video/mp4")}
+            )
+            assert posted.status_code == 201, posted.text
+            for video_id in (created.headers["vidbox-video-id"], posted.json()["id"]):
+                wait_for_status(client, video_id, {"READY"}, headers=auth)
+                download = client.get(f"/api/videos/{video_id}/download", headers=auth)
+                assert download.content == data
+    finally:
+        server.stop()
