@@ -4,10 +4,12 @@ sockets, including the awkward cases (100-continue, keep-alive, a client leaving
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +18,8 @@ import pytest
 
 from tests.support import LiveServer, start_server, wait_until
 from vidbox.config import Settings
-from vidbox.server import BODY_HIGH_WATER, BODY_READINTO, ZEROCOPY_SEND
+from vidbox.request_body import BODY_HIGH_WATER, BODY_READINTO, BODY_TO_FILE
+from vidbox.server import ZEROCOPY_SEND
 
 MiB = 1024 * 1024
 
@@ -34,14 +37,17 @@ class BodyRecorder:
             await send({"type": "lifespan.shutdown.complete"})
             return
         digest, size, messages, ended = hashlib.sha256(), 0, 0, "complete"
-        readinto = scope.get("extensions", {}).get(BODY_READINTO, {}).get("readinto")
-        if scope["path"].startswith("/readinto"):
-            # /readinto reads the whole body, /readinto-half stops halfway and answers.
+        extensions = scope.get("extensions", {})
+        readinto = extensions.get(BODY_READINTO, {}).get("readinto")
+        to_file = extensions.get(BODY_TO_FILE, {}).get("to_file")
+        # /readinto and /tofile read the whole body their way; -half stops halfway and answers;
+        # /tofile-readonly gives a file that cannot be written.
+        path, _, variant = scope["path"].partition("-")
+        limit = None
+        if variant == "half":
+            limit = int(dict(scope["headers"])[b"content-length"]) // 2
+        if path == "/readinto":
             assert readinto is not None
-            limit = None
-            if scope["path"] == "/readinto-half":
-                length = dict(scope["headers"])[b"content-length"]
-                limit = int(length) // 2
             buffer = memoryview(bytearray(100_000))
             try:
                 while limit is None or size < limit:
@@ -53,6 +59,33 @@ class BodyRecorder:
                     size += got
             except ConnectionResetError:
                 ended = "disconnect"
+        elif path == "/tofile":
+            assert to_file is not None
+            remaining = extensions[BODY_TO_FILE]["remaining"]
+            assert remaining() == int(dict(scope["headers"])[b"content-length"])
+            with tempfile.TemporaryFile() as file:
+                fd = file.fileno()
+                if variant == "readonly":
+                    fd = os.open(f"/proc/self/fd/{file.fileno()}", os.O_RDONLY)
+                try:
+                    while limit is None or size < limit:
+                        # A small limit makes many calls, each leaving the socket mid-body.
+                        got = await to_file(fd, size, 3 * MiB)
+                        if got == 0:
+                            break
+                        messages += 1
+                        size += got
+                except ConnectionResetError:
+                    ended = "disconnect"
+                except OSError as exc:
+                    ended = f"file error {exc.errno}"
+                finally:
+                    if fd != file.fileno():
+                        os.close(fd)
+                if limit is None and ended == "complete":
+                    assert remaining() == 0
+                file.seek(0)
+                digest.update(file.read())
         else:
             while True:
                 message = await receive()
@@ -71,6 +104,7 @@ class BodyRecorder:
             "ended": ended,
             "zerocopy": ZEROCOPY_SEND in scope.get("extensions", {}),
             "readinto": readinto is not None,
+            "tofile": to_file is not None,
         }
         self.finished.append(seen)
         if ended == "disconnect":
@@ -191,22 +225,29 @@ def test_a_client_leaving_mid_body_still_delivers_what_arrived(
     assert _seen(httpx.post(live.url, content=b"after"))["size"] == 5
 
 
-def test_readinto_takes_bodies_straight_from_the_socket(live: LiveServer) -> None:
-    bodies = [os.urandom(5 * MiB + 3), b"", os.urandom(10), os.urandom(300_000)]
+# Both ways the app can take a body of known length straight from the socket: into its own
+# buffers (readinto) or into a file without entering Python (to_file, splice).
+direct_paths = pytest.mark.parametrize("path", ["/readinto", "/tofile"])
+
+
+@direct_paths
+def test_bodies_taken_straight_from_the_socket(live: LiveServer, path: str) -> None:
+    bodies = [os.urandom(7 * MiB + 3), b"", os.urandom(10), os.urandom(300_000)]
     with live.client() as client:  # one keep-alive connection for all of them
         for body in bodies:
-            seen = _seen(client.post("/readinto", content=body))
+            seen = _seen(client.post(path, content=body))
             assert (seen["size"], seen["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
-            assert (seen["ended"], seen["readinto"]) == ("complete", True)
+            assert (seen["ended"], seen["readinto"], seen["tofile"]) == ("complete", True, True)
         # A plain request after them: the connection's parser followed along.
         assert _seen(client.post("/", content=b"plain"))["size"] == 5
 
 
-def test_readinto_with_pipelined_requests(live: LiveServer) -> None:
+@direct_paths
+def test_direct_reads_with_pipelined_requests(live: LiveServer, path: str) -> None:
     first, second = os.urandom(3 * MiB), os.urandom(1000)
     with socket.create_connection(("127.0.0.1", _port(live))) as sock:
         # The second request follows the first body without waiting for the answer.
-        sock.sendall(_head("/readinto", len(first)) + first + _head("/readinto", len(second)))
+        sock.sendall(_head(path, len(first)) + first + _head(path, len(second)))
         sock.sendall(second)
         answers = _read_answers(sock, 2)
     assert [a["sha256"] for a in answers] == [
@@ -215,9 +256,10 @@ def test_readinto_with_pipelined_requests(live: LiveServer) -> None:
     ]
 
 
-def test_an_answer_before_the_whole_body_closes_the_connection(live: LiveServer) -> None:
+@direct_paths
+def test_an_answer_before_the_whole_body_closes_the_connection(live: LiveServer, path: str) -> None:
     body = os.urandom(4 * MiB)
-    with _raw_request(_port(live), len(body), path="/readinto-half") as sock:
+    with _raw_request(_port(live), len(body), path=f"{path}-half") as sock:
         with contextlib.suppress(OSError):  # the server may close before all is sent
             sock.sendall(body)
         (answer,) = _read_answers(sock, 1)
@@ -226,13 +268,16 @@ def test_an_answer_before_the_whole_body_closes_the_connection(live: LiveServer)
         sock.settimeout(10)
         with contextlib.suppress(ConnectionResetError):
             assert sock.recv(65536) == b""  # closed: the rest of the body is never parsed
-    assert _seen(httpx.post(live.url + "/readinto", content=b"next"))["size"] == 4
+    assert _seen(httpx.post(live.url + path, content=b"next"))["size"] == 4
 
 
-def test_readinto_when_the_client_leaves_mid_body(live: LiveServer, recorder: BodyRecorder) -> None:
+@direct_paths
+def test_direct_reads_when_the_client_leaves_mid_body(
+    live: LiveServer, recorder: BodyRecorder, path: str
+) -> None:
     sent = os.urandom(2 * MiB + 5)
     before = len(recorder.finished)
-    with _raw_request(_port(live), 10 * MiB, path="/readinto") as sock:
+    with _raw_request(_port(live), 10 * MiB, path=path) as sock:
         sock.sendall(sent)
     wait_until(lambda: len(recorder.finished) > before, timeout=10, what="the app to finish")
     seen = recorder.finished[-1]
@@ -240,9 +285,10 @@ def test_readinto_when_the_client_leaves_mid_body(live: LiveServer, recorder: Bo
     assert seen["sha256"] == hashlib.sha256(sent).hexdigest()
 
 
-def test_readinto_sends_100_continue(live: LiveServer) -> None:
+@direct_paths
+def test_direct_reads_send_100_continue(live: LiveServer, path: str) -> None:
     body = os.urandom(MiB)
-    with _raw_request(_port(live), len(body), "Expect: 100-continue\r\n", path="/readinto") as sock:
+    with _raw_request(_port(live), len(body), "Expect: 100-continue\r\n", path=path) as sock:
         sock.settimeout(10)
         assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(body)
@@ -250,6 +296,19 @@ def test_readinto_sends_100_continue(live: LiveServer) -> None:
     assert answer["sha256"] == hashlib.sha256(body).hexdigest()
 
 
-def test_no_readinto_for_a_chunked_body(live: LiveServer) -> None:
+def test_a_file_that_cannot_take_the_body(live: LiveServer) -> None:
+    body = os.urandom(4 * MiB)
+    with _raw_request(_port(live), len(body), path="/tofile-readonly") as sock:
+        with contextlib.suppress(OSError):  # the server may close before all is sent
+            sock.sendall(body)
+        (answer,) = _read_answers(sock, 1)
+    # The app learns that the file failed (not that the client left), and the connection,
+    # whose body was only partly read, is closed after the answer.
+    assert answer["ended"] == f"file error {errno.EBADF}"
+    assert "connection: close" in answer["head"].lower()
+    assert _seen(httpx.post(live.url + "/tofile", content=b"next"))["size"] == 4
+
+
+def test_no_direct_reads_for_a_chunked_body(live: LiveServer) -> None:
     seen = _seen(httpx.post(live.url, content=iter([b"a" * 10, b"b" * 10])))
-    assert (seen["size"], seen["readinto"]) == (20, False)
+    assert (seen["size"], seen["readinto"], seen["tofile"]) == (20, False, False)

@@ -26,7 +26,7 @@ from vidbox.uploads import (
     check_upload,
     sniff_container,
 )
-from vidbox.uploads.files import Chunk
+from vidbox.uploads.files import Chunk, DirectBody
 from vidbox.uploads.validation import not_a_video_message
 from vidbox.videos import check_quota, check_size, new_video, start_processing
 
@@ -146,9 +146,11 @@ async def append(
     body: AsyncIterator[Chunk],
     content_length: int | None,
     checksum: tuple[str, bytes] | None,
+    direct: DirectBody | None = None,
 ) -> UploadState:
-    """Write one PATCH body. A body cut off mid-way keeps what arrived (the spool writes it
-    before the disconnect propagates)."""
+    """Write one PATCH body (``direct``: the same body, for the server to move into the spool
+    itself). A body cut off mid-way keeps what arrived (the spool writes it before the
+    disconnect propagates)."""
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
         raise Conflict("This upload is already complete.")
@@ -157,7 +159,7 @@ async def append(
             f"This part would go past the declared length of {upload.length} bytes.", status=413
         )
     new_offset = await services.spool.append(
-        upload.id, offset, body, length=upload.length, checksum=checksum
+        upload.id, offset, body, length=upload.length, checksum=checksum, direct=direct
     )
     expires_at = await _extend_expiry(services, upload)
     allowed = services.settings.uploads.allowed_formats

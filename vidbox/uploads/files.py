@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 # A dedicated pool: a long upload's disk writes should not queue behind unrelated to_thread work.
 _DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
@@ -19,6 +19,19 @@ T = TypeVar("T")
 # A received piece of a body: bytes, a buffer it was read into, or a view cutting a piece out
 # of either without a copy.
 Chunk = bytes | bytearray | memoryview
+
+
+class DirectBody(Protocol):
+    """A request body the server moves into a file itself, its bytes never entering Python
+    (``vidbox.request_body``'s splice). Raises ClientDisconnect when the client goes."""
+
+    def remaining(self) -> int:
+        """Body bytes not taken yet."""
+        ...
+
+    async def to_file(self, fd: int, offset: int, limit: int) -> int:
+        """Move up to ``limit`` next bytes into ``fd`` at ``offset``; how many, 0 at the end."""
+        ...
 
 
 def fsync_dir(path: Path) -> None:

@@ -50,6 +50,7 @@ from vidbox.uploads.errors import (
 )
 from vidbox.uploads.files import (
     Chunk,
+    DirectBody,
     OverlappedWriter,
     on_disk_thread,
     pwritev_all,
@@ -282,6 +283,7 @@ class UploadSpool:
         *,
         length: int,
         checksum: tuple[str, bytes] | None = None,
+        direct: DirectBody | None = None,
     ) -> int:
         """Write a request body at ``expected_offset``; returns the new offset.
 
@@ -291,6 +293,9 @@ class UploadSpool:
         If ``chunks`` raises (client gone), the bytes received so far are kept, then the error
         is re-raised. With a checksum nothing unverified is kept: a failed, cut or
         oversized body leaves the upload at ``expected_offset``.
+
+        ``direct`` is the same body, for the server to move into the file itself; it is used
+        when no checksum needs the bytes and the body fits in the upload.
         """
         hasher = None
         if checksum:  # guards against corruption in transit, not against an attacker
@@ -299,6 +304,11 @@ class UploadSpool:
             current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
             if expected_offset != current:
                 raise OffsetMismatch(current)
+            if direct is not None and not checksum and direct.remaining() <= length - current:
+                # Every byte that arrives is in the file at once: a cut-off body keeps them.
+                while got := await direct.to_file(fd, current, length - current):
+                    current += got
+                return current
             if checksum:
                 await on_disk_thread(
                     write_atomic, self._verify_path(upload_id), str(expected_offset).encode()

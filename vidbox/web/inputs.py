@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType, ValidationFailed
-from vidbox.server import BODY_READINTO
-from vidbox.uploads.files import Chunk
+from vidbox.request_body import BODY_READINTO, BODY_TO_FILE
+from vidbox.uploads.files import Chunk, DirectBody
 
 MAX_JSON_BYTES = 64 * 1024
 BODY_BUFFER_BYTES = 1024 * 1024
@@ -63,6 +63,25 @@ async def body_chunks(
             yield _trimmed(buffer, view, filled)
         if filled < buffer_bytes:
             return
+
+
+def direct_body(request: Request) -> DirectBody | None:
+    """The request body for the server to move into a file itself, where it can
+    (``vidbox.request_body``'s to-file extension, a body of known length), else None."""
+    extension = request.scope.get("extensions", {}).get(BODY_TO_FILE)
+    return None if extension is None else _DirectBody(extension)
+
+
+class _DirectBody:
+    def __init__(self, extension: dict[str, Any]) -> None:
+        self._to_file = extension["to_file"]
+        self.remaining = extension["remaining"]
+
+    async def to_file(self, fd: int, offset: int, limit: int) -> int:
+        try:
+            return int(await self._to_file(fd, offset, limit))
+        except ConnectionResetError:
+            raise ClientDisconnect() from None
 
 
 def _trimmed(buffer: bytearray, view: memoryview, filled: int) -> bytearray:

@@ -27,7 +27,7 @@ from vidbox.videos import video_details
 from vidbox.web.auth import require_user
 from vidbox.web.deps import services_of
 from vidbox.web.errors import render_error
-from vidbox.web.inputs import body_chunks
+from vidbox.web.inputs import body_chunks, direct_body
 from vidbox.web.multipart import MultipartUpload
 
 TUS_HEADERS = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
@@ -116,6 +116,7 @@ async def _patch(request: Request, upload_id: str) -> Response:
             upload_id,
             offset=offset,
             body=body_chunks(request),
+            direct=direct_body(request),
             content_length=int(content_length) if content_length else None,
             checksum=checksum,
         )
@@ -149,6 +150,7 @@ async def create(request: Request) -> Response:
                     state.id,
                     offset=0,
                     body=body_chunks(request),
+                    direct=direct_body(request),
                     content_length=None,
                     checksum=_checksum(request),
                 )

@@ -1,0 +1,390 @@
+"""Request bodies as ``vidbox.server`` hands them to the app: chunk by chunk as the parser
+produced them, or straight from the socket for a body of known length.
+
+Two vidbox extensions are offered for such bodies, in ``scope["extensions"]``:
+
+- ``BODY_READINTO``: ``{"readinto": async (buffer) -> int}`` fills the front of a buffer with
+  the next body bytes (0 at the end of the body; ConnectionResetError if the client goes). It
+  skips the parser's copy of every byte and most per-chunk work.
+- ``BODY_TO_FILE``: ``{"to_file": async (fd, offset, limit) -> int, "remaining": () -> int}``
+  moves up to ``limit`` next body bytes into the file ``fd`` at ``offset`` inside the kernel
+  (``splice(2)`` through a pipe), so they never enter Python at all; ``remaining()`` is how
+  much of the body has not been taken yet. Offered where ``os.splice`` exists (Linux).
+
+Either way the socket belongs to the body until its last byte is in; the parser then starts
+afresh for the next request on the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import select
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+import httptools
+
+BODY_READINTO: Final = "vidbox.http.request.readinto"
+BODY_TO_FILE: Final = "vidbox.http.request.tofile"
+
+# Reading stops while this much of a body waits for the app: a bound on memory per request.
+BODY_HIGH_WATER = 1024 * 1024
+
+_BODY_CYCLE_ATTRIBUTES: Final = (
+    "receive",
+    "message_event",
+    "more_body",
+    "disconnected",
+    "response_complete",
+    "waiting_for_100_continue",
+    "transport",
+)
+
+
+def attach(protocol: Any, cycle: Any, headers: list[tuple[bytes, bytes]]) -> RequestBody | None:
+    """Take over the body of ``cycle``, the request uvicorn's httptools ``protocol`` just
+    parsed the headers of, and offer the app the extensions that work for it. None (uvicorn's
+    own handling stays) when the cycle does not look as expected."""
+    if not all(hasattr(cycle, name) for name in _BODY_CYCLE_ATTRIBUTES):
+        return None
+    body = RequestBody(protocol, cycle, _content_length(headers))
+    cycle.receive = body.receive
+    if body.length is not None and _direct_read_possible(protocol):
+        extensions = cycle.scope.setdefault("extensions", {})
+        extensions[BODY_READINTO] = {"readinto": body.readinto}
+        if hasattr(os, "splice"):
+            extensions[BODY_TO_FILE] = {"to_file": body.to_file, "remaining": body.remaining}
+    return body
+
+
+class RequestBody:
+    """A request body passed to the app chunk by chunk, as httptools produced them, or read
+    from the socket by the app itself (``readinto``, ``to_file``).
+
+    uvicorn appends every chunk to a bytearray and copies that into a new bytes object for
+    each ``http.request`` message: two extra copies of every uploaded byte, most of the cost
+    of taking in an upload. Here each chunk is handed over as it is. Reading pauses past
+    ``BODY_HIGH_WATER`` buffered bytes (uvicorn: 64 KiB, which paused and resumed the socket
+    for nearly every chunk). Chunks that arrived before the client went away are still
+    delivered, then ``http.disconnect``: an upload keeps every byte that reached the server.
+    """
+
+    def __init__(self, protocol: Any, cycle: Any, length: int | None) -> None:
+        self.protocol, self.flow, self.cycle = protocol, protocol.flow, cycle
+        self.length = length  # Content-Length, None for a chunked body
+        self.chunks: deque[bytes | memoryview] = deque()
+        self.size = 0  # bytes in self.chunks
+        self.parsed = 0  # body bytes that went through the parser
+        self.direct = 0  # body bytes the app took from the socket itself
+        self.keep_alive: bool | None = None  # the connection's, while the app owns the socket
+
+    def feed(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        self.parsed += len(chunk)
+        if self.size > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        self.cycle.message_event.set()
+
+    def _continue(self) -> None:
+        cycle = self.cycle
+        if cycle.waiting_for_100_continue and not cycle.transport.is_closing():
+            cycle.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+
+    async def receive(self) -> dict[str, Any]:
+        cycle = self.cycle
+        self._continue()
+        if not self.chunks and not cycle.disconnected and not cycle.response_complete:
+            self.flow.resume_reading()
+            await cycle.message_event.wait()
+            cycle.message_event.clear()
+        if cycle.response_complete or (cycle.disconnected and not self.chunks):
+            return {"type": "http.disconnect"}
+        body = self.chunks.popleft() if self.chunks else b""
+        self.size -= len(body)
+        if self.size <= BODY_HIGH_WATER and not cycle.disconnected:
+            self.flow.resume_reading()
+        # A body cut off by a disconnect is never reported complete: more_body stays True and
+        # the next receive() answers http.disconnect.
+        more_body = bool(self.chunks) or cycle.more_body
+        return {"type": "http.request", "body": body, "more_body": more_body}
+
+    def remaining(self) -> int:
+        """Body bytes the app has not taken yet (a body of known length)."""
+        assert self.length is not None
+        return self.length - self.parsed - self.direct + self.size
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """Fill the front of ``buffer`` with the next body bytes; returns how many, 0 at the end
+        of the body. Raises ConnectionResetError when the client leaves mid-body.
+
+        Bytes the parser already took come first. Then the socket is the body's (see
+        ``_own_socket``).
+        """
+        self._continue()
+        if self.chunks:
+            return self._take_chunks(buffer)
+        unread = self._unread()
+        if unread <= 0 or not buffer:
+            return 0
+        fd = self._own_socket()
+        try:
+            while True:
+                try:
+                    got = os.readv(fd, [buffer[:unread]])
+                    break
+                except BlockingIOError:
+                    await _readable(fd)
+                except OSError:
+                    self._lost()
+                    raise
+        finally:
+            os.close(fd)
+        if got == 0:
+            self._lost()
+            raise ConnectionResetError("the client closed the connection mid-body")
+        self._took_directly(got, unread)
+        return got
+
+    async def to_file(self, fd: int, offset: int, limit: int) -> int:
+        """Move up to ``limit`` next body bytes into the file ``fd`` at ``offset``; returns how
+        many, 0 at the end of the body. Raises ConnectionResetError when the client leaves
+        mid-body (after the bytes that arrived were moved and counted by earlier calls), and
+        OSError when the file cannot take them.
+
+        Bytes from the socket go through a pipe into the file inside the kernel (splice), on a
+        receiving thread: the event loop neither copies them nor waits for the disk.
+        """
+        self._continue()
+        if self.chunks:
+            # Claimed first: otherwise the parser would fill the queue again during the write
+            # and every body byte would take this copying path.
+            if self._unread() > 0:
+                self._claim()
+            view = memoryview(bytearray(min(limit, self.size)))
+            taken = self._take_chunks(view)
+            await _finish_on_thread(_pwrite_all, fd, view[:taken], offset)
+            return taken
+        unread = self._unread()
+        if unread <= 0 or limit <= 0:
+            return 0
+        sock = self._own_socket()
+        try:
+            while True:
+                job = _RECEIVING.submit(_splice_arrived, sock, fd, offset, min(limit, unread))
+                try:
+                    moved, ended = await asyncio.wrap_future(job)
+                except asyncio.CancelledError:
+                    if not job.cancel():
+                        with contextlib.suppress(Exception):
+                            self.direct += job.result()[0]
+                    raise
+                if moved or ended:
+                    break
+                await _readable(sock)
+        finally:
+            os.close(sock)
+        if moved == 0:
+            self._lost()
+            raise ConnectionResetError("the client closed the connection mid-body")
+        self._took_directly(moved, unread)
+        return moved
+
+    def _unread(self) -> int:
+        assert self.length is not None
+        return self.length - self.parsed - self.direct
+
+    def _own_socket(self) -> int:
+        """The socket's descriptor, duplicated, for the app to read the body from.
+
+        Reading through the transport pauses. If the app answers before reading the whole
+        body, the connection closes after the answer (``keep_alive`` is off meanwhile): the
+        parser never saw the rest of the body. The descriptor is a copy: should the transport
+        close while the app waits on it, its number could be reused by another connection,
+        whose bytes must never be read here.
+        """
+        cycle = self.cycle
+        if cycle.disconnected or cycle.response_complete or cycle.transport.is_closing():
+            raise ConnectionResetError("the client is gone")
+        self._claim()
+        return os.dup(cycle.transport.get_extra_info("socket").fileno())
+
+    def _claim(self) -> None:
+        if self.keep_alive is None:
+            self.flow.pause_reading()
+            self.keep_alive, self.cycle.keep_alive = self.cycle.keep_alive, False
+
+    def _take_chunks(self, buffer: memoryview) -> int:
+        taken = 0
+        while self.chunks and taken < len(buffer):
+            chunk = self.chunks[0]
+            piece = min(len(buffer) - taken, len(chunk))
+            buffer[taken : taken + piece] = chunk[:piece]
+            if piece == len(chunk):
+                self.chunks.popleft()
+            else:
+                self.chunks[0] = memoryview(chunk)[piece:]
+            taken += piece
+        self.size -= taken
+        if self.size <= BODY_HIGH_WATER and self.keep_alive is None:
+            self.flow.resume_reading()
+        return taken
+
+    def _took_directly(self, count: int, unread: int) -> None:
+        self.direct += count
+        if count == unread:
+            # The old parser still waits for the bytes the app took: a new one reads the
+            # connection's next request.
+            protocol, cycle = self.protocol, self.cycle
+            protocol.parser = _new_parser(protocol)
+            cycle.keep_alive, self.keep_alive = self.keep_alive, None
+            protocol.on_message_complete()
+            self.flow.resume_reading()
+
+    def _lost(self) -> None:
+        self.cycle.disconnected = True
+        self.cycle.transport.close()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The body's length from the request headers; None when it is chunked or unclear."""
+    lengths = [value for name, value in headers if name == b"content-length"]
+    if len(lengths) != 1 or any(name == b"transfer-encoding" for name, _ in headers):
+        return None
+    try:
+        length = int(lengths[0])
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _direct_read_possible(protocol: Any) -> bool:
+    transport = protocol.transport
+    return (
+        hasattr(protocol, "parser")
+        and hasattr(protocol, "on_message_complete")
+        and transport.get_extra_info("sslcontext") is None
+        and transport.get_extra_info("socket") is not None
+    )
+
+
+def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
+    parser = httptools.HttpRequestParser(protocol)
+    # As uvicorn sets up its own parser.
+    with contextlib.suppress(AttributeError):
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+    return parser
+
+
+async def _readable(fd: int) -> None:
+    """Wait until ``fd`` (not a transport's own descriptor) has bytes or an end of file."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+# Threads that move arrived body bytes into files. Each holds one only while bytes keep
+# arriving (``_splice_arrived``), so slow clients never tie them up: their waits are on the loop.
+_RECEIVING = ThreadPoolExecutor(max_workers=16, thread_name_prefix="vidbox-receive")
+# One call moves at most this much, then hands back to the loop (progress, cancellation).
+SPLICE_CALL_BYTES = 16 * 1024 * 1024
+# How long a receiving thread waits for more bytes before handing the wait back to the loop.
+SPLICE_LINGER_SECONDS = 0.005
+_PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size for unprivileged processes
+_pipes = threading.local()
+
+
+def _splice_arrived(sock: int, fd: int, offset: int, limit: int) -> tuple[int, bool]:
+    """On a receiving thread: move bytes that have arrived on ``sock`` (up to ``limit``, and
+    at most ``SPLICE_CALL_BYTES``) into ``fd`` at ``offset``. Returns how many were moved, and
+    whether the socket ended (end of file or an error) before ``limit``."""
+    read_end, write_end, capacity = _thread_pipe()
+    waiter = select.poll()
+    waiter.register(sock, select.POLLIN)
+    limit = min(limit, SPLICE_CALL_BYTES)
+    moved = 0
+    while moved < limit:
+        try:
+            # SPLICE_F_MOVE: hand over the socket buffer's pages rather than copy them.
+            got = os.splice(
+                sock,
+                write_end,
+                min(limit - moved, capacity),
+                flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK,
+            )
+        except BlockingIOError:
+            if waiter.poll(SPLICE_LINGER_SECONDS * 1000):
+                continue
+            return moved, False
+        except OSError:
+            return moved, True
+        if got == 0:
+            return moved, True
+        try:
+            _drain_pipe(read_end, fd, offset + moved, got)
+        except BaseException:
+            _drop_thread_pipe()  # what stayed in it is lost with the failed write
+            raise
+        moved += got
+    return moved, False
+
+
+def _drain_pipe(read_end: int, fd: int, offset: int, count: int) -> None:
+    while count:
+        written = os.splice(read_end, fd, count, offset_dst=offset, flags=os.SPLICE_F_MOVE)
+        if written == 0:
+            raise OSError("the file took no bytes from the pipe")
+        offset += written
+        count -= written
+
+
+def _thread_pipe() -> tuple[int, int, int]:
+    pipe = getattr(_pipes, "pipe", None)
+    if pipe is None:
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            capacity = fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:  # a lower pipe-max-size: keep the default size
+            capacity = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
+        pipe = _pipes.pipe = (read_end, write_end, capacity)
+    return pipe
+
+
+def _drop_thread_pipe() -> None:
+    pipe = getattr(_pipes, "pipe", None)
+    if pipe is not None:
+        os.close(pipe[0])
+        os.close(pipe[1])
+        _pipes.pipe = None
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
+
+
+async def _finish_on_thread(func: Any, *args: Any) -> None:
+    """Run ``func`` on a receiving thread; if the caller is cancelled meanwhile, the work
+    still completes before the cancellation goes on (a file is never written behind its
+    owner's back)."""
+    job = _RECEIVING.submit(func, *args)
+    try:
+        await asyncio.wrap_future(job)
+    except asyncio.CancelledError:
+        if job.cancel():
+            func(*args)
+        else:
+            with contextlib.suppress(Exception):
+                job.result()
+        raise
