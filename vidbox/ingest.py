@@ -215,15 +215,17 @@ async def receive_one_shot(
     chunks: AsyncIterator[Chunk],
     describe: Any,
     content_length: int | None,
+    direct: DirectBody | None = None,
 ) -> str:
     """A whole multipart upload: stream it to the spool, check it, create a PROCESSING video.
-    ``describe()`` returns (filename, content type, title) once the body has been read.
+    ``describe()`` returns (filename, content type, title) once the body has been read;
+    ``direct`` is the same file for the server to move into the spool itself.
     Returns the video id."""
     limit = services.settings.uploads.max_bytes
     if content_length is not None and content_length > limit + 64 * 1024:
         check_size(services, content_length)
     spool_id = new_id()
-    size = await services.spool.stream_to_spool(spool_id, chunks, max_bytes=limit)
+    size = await services.spool.stream_to_spool(spool_id, chunks, max_bytes=limit, direct=direct)
     data_path = services.spool.data_path(spool_id)
     try:
         filename, content_type, title = describe()

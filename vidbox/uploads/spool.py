@@ -378,20 +378,35 @@ class UploadSpool:
             pwritev_all(fd, unwritten, written)
 
     async def stream_to_spool(
-        self, upload_id: str, chunks: AsyncIterator[Chunk], *, max_bytes: int
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[Chunk],
+        *,
+        max_bytes: int,
+        direct: DirectBody | None = None,
     ) -> int:
         """Write a whole one-shot upload (multipart) to ``data_path(upload_id)``; returns its
         size. On TooLarge (as soon as ``max_bytes`` is passed), EmptyUpload or any error from
-        ``chunks``, the partial file is removed: a one-shot upload cannot be resumed."""
+        ``chunks``, the partial file is removed: a one-shot upload cannot be resumed.
+        ``direct``, when given, is the same file for the server to move in itself."""
         data_path = self.data_path(upload_id)
-        fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Read and write: a direct body may read back what follows the file to parse it.
+        fd = os.open(data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         writer = OverlappedWriter(fd, 0, batch_bytes=WRITE_BUFFER_BYTES)
+        too_large = TooLarge(f"The file is larger than the {max_bytes}-byte limit.")
         try:
-            async for chunk in chunks:
-                if writer.received + len(chunk) > max_bytes:
-                    raise TooLarge(f"The file is larger than the {max_bytes}-byte limit.")
-                await writer.add(chunk)
-            written = await writer.flush()
+            if direct is not None:
+                written = 0
+                while got := await direct.to_file(fd, written, max_bytes + 1 - written):
+                    written += got
+                    if written > max_bytes:
+                        raise too_large
+            else:
+                async for chunk in chunks:
+                    if writer.received + len(chunk) > max_bytes:
+                        raise too_large
+                    await writer.add(chunk)
+                written = await writer.flush()
             if written == 0:
                 raise EmptyUpload()
         except BaseException:

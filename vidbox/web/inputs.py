@@ -57,7 +57,9 @@ async def body_chunks(
                 filled += got
         except OSError:
             if filled:
-                yield _trimmed(buffer, view, filled)
+                # A copy: the failed read's frame, kept by the exception, still holds a view
+                # of the buffer, which therefore cannot be trimmed.
+                yield view[:filled].tobytes()
             raise ClientDisconnect() from None
         if filled:
             yield _trimmed(buffer, view, filled)

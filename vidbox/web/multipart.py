@@ -1,20 +1,32 @@
 """Streaming a multipart/form-data body: the file part goes straight to its consumer chunk by
 chunk (Starlette's ``request.form()`` would first copy it to a temporary file), small text
-fields are collected."""
+fields are collected.
+
+Where the server can move body bytes into a file itself (``vidbox.request_body``), the file
+part does not pass through Python either (``MultipartUpload.direct_file``): python-multipart
+parses up to the start of the file's bytes, the rest of the body is spliced into the file
+while a disk thread searches what arrived for the part's closing delimiter, and whatever
+follows the delimiter is read back and parsed as usual.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType
-from vidbox.uploads.files import Chunk
-from vidbox.web.inputs import body_chunks
+from vidbox.uploads.files import Chunk, DirectBody, on_disk_thread, pwritev_all
+from vidbox.web.inputs import body_chunks, direct_body
 
 MAX_FIELD_BYTES = 4096
+# Bytes spliced per step while the previous step's bytes are searched for the delimiter.
+DIRECT_STEP_BYTES = 4 * 1024 * 1024
+_SEARCH_SLICE = 1024 * 1024
 
 
 @dataclass
@@ -33,6 +45,7 @@ class MultipartUpload:
     _field_value: bytearray = field(default_factory=bytearray)
     _pending: list[Chunk] = field(default_factory=list)
     _seen_file: bool = False
+    _file_ended: bool = False  # its closing delimiter was seen
 
     def _callbacks(self) -> dict[str, object]:
         def on_part_begin() -> None:
@@ -67,7 +80,9 @@ class MultipartUpload:
                 self._field_value += data[start:end]
 
         def on_part_end() -> None:
-            if not self._in_file and self._current:
+            if self._in_file:
+                self._file_ended = True
+            elif self._current:
                 if len(self._field_value) > MAX_FIELD_BYTES:
                     raise BadRequest(f"The form field {self._current!r} is too long.")
                 self.fields[self._current] = self._field_value.decode("utf-8", "replace")
@@ -83,26 +98,166 @@ class MultipartUpload:
             "on_part_end": on_part_end,
         }
 
-    async def file_chunks(self, request: Request) -> AsyncIterator[Chunk]:
-        """The bytes of the first file field, as they arrive; the other fields are parsed on
-        the way and are complete once the iterator is exhausted."""
+    def _parser(self, request: Request) -> MultipartParser:
         content_type, options = parse_options_header(request.headers.get("content-type", ""))
         boundary = options.get(b"boundary")
         if content_type != b"multipart/form-data" or not boundary:
             raise UnsupportedMediaType("Send the video as multipart/form-data with a 'file' field.")
-        parser = MultipartParser(boundary, self._callbacks())  # type: ignore[arg-type]
-        async for chunk in body_chunks(request):
-            try:
-                parser.write(chunk)
-            except BadRequest:
-                raise
-            except Exception as exc:
-                raise BadRequest(f"The multipart body is malformed: {exc}") from None
-            for piece in self._pending:
-                yield piece
-            self._pending.clear()
-        parser.finalize()
+        return MultipartParser(boundary, self._callbacks())  # type: ignore[arg-type]
+
+    def _check_complete(self) -> None:
         if not self._seen_file:
             raise BadRequest(
                 "No video in the form: send it in a field named 'file' (or 'video_file')."
             )
+        if not self._file_ended:
+            # A body cut short (by a proxy, say) must not pass for a whole video.
+            raise BadRequest("The multipart body ended inside the file.")
+
+    async def file_chunks(self, request: Request) -> AsyncIterator[Chunk]:
+        """The bytes of the first file field, as they arrive; the other fields are parsed on
+        the way and are complete once the iterator is exhausted."""
+        parser = self._parser(request)
+        async for chunk in body_chunks(request):
+            _write(parser, chunk)
+            for piece in self._pending:
+                yield piece
+            self._pending.clear()
+        parser.finalize()
+        self._check_complete()
+
+    def direct_file(self, request: Request) -> DirectBody | None:
+        """The bytes of the first file field, for the spool to have moved into its file by the
+        server itself; None where the server cannot. The other fields are complete once
+        ``to_file`` has answered 0."""
+        direct = direct_body(request)
+        return None if direct is None else _FilePart(self, request, self._parser(request), direct)
+
+
+def _write(parser: MultipartParser, data: Chunk) -> None:
+    try:
+        parser.write(data)  # type: ignore[arg-type]
+    except BadRequest:
+        raise
+    except Exception as exc:
+        raise BadRequest(f"The multipart body is malformed: {exc}") from None
+
+
+class _FilePart:
+    """The file part of a multipart body, as a DirectBody: see the module docstring."""
+
+    def __init__(
+        self, form: MultipartUpload, request: Request, parser: MultipartParser, body: DirectBody
+    ) -> None:
+        self.form, self.parser, self.body = form, parser, body
+        self.chunks = body_chunks(request)
+        # The whole delimiter that ends the part: CRLF, "--", the boundary.
+        self.delimiter: bytes = parser.boundary
+        self.done = False
+
+    def remaining(self) -> int:
+        return self.body.remaining()
+
+    async def to_file(self, fd: int, offset: int, limit: int) -> int:
+        if self.done:
+            return 0
+        if self._in_file_data():
+            return await self._splice_file(fd, offset, limit)
+        # Parse until the file's bytes begin; short files end here, in memory.
+        async for chunk in self.chunks:
+            _write(self.parser, chunk)
+            pieces, self.form._pending = self.form._pending, []
+            size = sum(len(piece) for piece in pieces)
+            if size:
+                await on_disk_thread(pwritev_all, fd, pieces, offset)
+                return size
+            if self._in_file_data():
+                return await self._splice_file(fd, offset, limit)
+        self.parser.finalize()
+        self.form._check_complete()
+        self.done = True
+        return 0
+
+    def _in_file_data(self) -> bool:
+        """True when the parser sits inside the file's bytes with nothing held back: no
+        partial delimiter at the end of what it was given (``index`` 0). Reads the parser's
+        state; should python-multipart change it, the body is parsed the slow way instead."""
+        parser = self.parser
+        return (
+            self.form._in_file
+            and getattr(parser, "state", None) == MultipartState.PART_DATA
+            and getattr(parser, "index", None) == 0
+            and self.body.remaining() > 0
+        )
+
+    async def _splice_file(self, fd: int, start: int, limit: int) -> int:
+        """Splice the body into ``fd`` from ``start``, each step's bytes searched for the
+        delimiter on a disk thread while the next step arrives. Returns the file's size from
+        ``start``; more than ``limit`` (and then cut at ``limit`` + 1) when it is too large."""
+        end, found = start, None
+        search: asyncio.Future[int | None] | None = None
+        try:
+            while found is None:
+                moving = asyncio.ensure_future(self.body.to_file(fd, end, DIRECT_STEP_BYTES))
+                try:
+                    if search is not None:
+                        found, search = await search, None
+                    moved = await moving
+                except BaseException:
+                    # Never return while a thread may still write into ``fd``.
+                    moving.cancel()
+                    await asyncio.gather(moving, return_exceptions=True)
+                    raise
+                if found is None and moved == 0:
+                    raise BadRequest("The multipart body ended inside the file.")
+                # A delimiter may straddle two steps: the search starts before this one.
+                since = max(start, end - len(self.delimiter) + 1)
+                end += moved
+                if found is not None:
+                    break
+                search = asyncio.ensure_future(
+                    on_disk_thread(_find, fd, since, end, self.delimiter)
+                )
+                if self.body.remaining() == 0 or end - start > limit:
+                    found, search = await search, None
+                    if found is None and end - start > limit:
+                        await on_disk_thread(os.ftruncate, fd, start + limit + 1)
+                        self.done = True
+                        return limit + 1
+        finally:
+            if search is not None:
+                await asyncio.gather(search, return_exceptions=True)
+        await self._parse_after(fd, found, end)
+        return found - start
+
+    async def _parse_after(self, fd: int, found: int, end: int) -> None:
+        """Give the parser what follows the file, from its delimiter on: first the bytes that
+        went into the file past it (then cut away), then the rest of the body."""
+        for position in range(found, end, _SEARCH_SLICE):
+            data = await on_disk_thread(os.pread, fd, min(_SEARCH_SLICE, end - position), position)
+            _write(self.parser, data)
+        await on_disk_thread(os.ftruncate, fd, found)
+        async for chunk in self.chunks:
+            _write(self.parser, chunk)
+        self.parser.finalize()
+        self.form._check_complete()
+        self.done = True
+
+
+def _find(fd: int, start: int, end: int, needle: bytes) -> int | None:
+    """The position of ``needle`` in the file between ``start`` and ``end``, or None."""
+    buffer = bytearray(_SEARCH_SLICE + len(needle))
+    view = memoryview(buffer)
+    position = start
+    while position < end:
+        count = min(len(buffer), end - position)
+        got = os.preadv(fd, [view[:count]], position)
+        if got <= 0:
+            raise OSError(f"the upload file ended at {position}, before {end}")
+        index = buffer.find(needle, 0, got)
+        if index >= 0:
+            return position + index
+        if position + got >= end:
+            return None
+        position += max(got - len(needle) + 1, 1)
+    return None

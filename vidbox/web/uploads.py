@@ -195,6 +195,7 @@ async def create_one_shot(request: Request) -> JSONResponse:
         services,
         user,
         chunks=form.file_chunks(request),
+        direct=form.direct_file(request),
         describe=describe,
         content_length=int(content_length) if content_length and content_length.isdigit() else None,
     )
