@@ -10,19 +10,24 @@ starts a fresh ``vidbox serve`` on a temporary data folder and measures, one aft
   and ``cp`` followed by ``sync`` of the copy (vidbox fsyncs a finished upload, ``cp`` does not);
 - tus: POST /api/uploads, then PATCH requests of ``--patch-mib`` (64 MiB) each, sent by httpx
   from a generator that reads the file in 1 MiB slices;
+- tus 1 PATCH: the same with the whole file in one PATCH, as tus-js-client (Uppy) and tuspy
+  send by default;
 - multipart: one POST /api/videos whose multipart body (a title field, then the file) httpx
   streams from 1 MiB slices of the file, as ``curl -F`` streams it (httpx's ``files=``
   encoder reads 64 KiB at a time and was slower than the server);
 - client ceiling: the same PATCH requests sent to a socket sink (another process that reads and
   discards the bodies), which shows the client is not what limits the uploads;
 - raw receiver: the same again, with the sink writing the bodies into a file in the data
-  folder (``recv_into`` a 1 MiB buffer, ``pwrite``): the fastest a Python process takes an
-  upload to disk on this machine, the honest ceiling for any Python server.
+  folder (``recv_into`` a 1 MiB buffer, ``pwrite``);
+- splice receiver: the same, with the sink splicing the bodies from the socket through a pipe
+  into the file, as vidbox does: the fastest a Python process takes an upload to disk on this
+  machine, the honest ceiling for any Python server.
 
-cp, cp + sync, the raw receiver and the two uploads run in interleaved rounds (best of
+cp, cp + sync, the two receivers and the three uploads run in interleaved rounds (best of
 ``--rounds`` kept), each after ``prewarm``: writing into memory the VM has not touched lately
 is several times slower than into pages freed a moment ago, so each must meet the machine in
-the same state. Every round's figures are printed as it ends.
+the same state. Every round's figures are printed as it ends, and each round's upload-to-cp
+ratios at the end.
 
 MB/s is 10^6 bytes a second. Every run reads a warm source file (the page cache cannot be
 dropped here), ``cp`` and the uploads alike. The file is the first 4 KiB of a real MP4 made by
@@ -38,6 +43,7 @@ import base64
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,11 +77,15 @@ UPLOAD_TIMEOUT = httpx.Timeout(600, connect=10)
 
 # A minimal HTTP/1.1 server that reads each request body into a scratch buffer and answers
 # 204: the fastest any server could take the bytes on this machine. Given a file path, it also
-# writes every body into that file, back to back: the fastest a Python process can take an
-# upload to disk here, with no HTTP framework, checks or bookkeeping.
+# writes every body into that file, back to back, with no HTTP framework, checks or
+# bookkeeping: through a buffer (recv_into, pwrite), or, given "splice" too, from the socket
+# through a pipe into the file inside the kernel, as vidbox does.
 SINK = """
-import os, socket, sys
+import fcntl, os, socket, sys
 out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if sys.argv[1:] else None
+splice = sys.argv[2:] == ["splice"]
+pipe_out, pipe_in = os.pipe()
+fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, 1 << 20)
 position = 0
 server = socket.create_server(("127.0.0.1", 0))
 print(server.getsockname()[1], flush=True)
@@ -99,30 +109,56 @@ while True:
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             left, pending = length - len(body), b""
+            if out is not None:
+                position += os.pwrite(out, body, position)
             while left > 0:
-                got = conn.recv_into(scratch, min(len(scratch), left))
+                if splice:
+                    got = os.splice(conn.fileno(), pipe_in, min(1 << 20, left))
+                    moved = 0
+                    while moved < got:
+                        moved += os.splice(pipe_out, out, got - moved, offset_dst=position + moved)
+                    position += got
+                else:
+                    got = conn.recv_into(scratch, min(len(scratch), left))
+                    if got and out is not None:
+                        position += os.pwrite(out, scratch[:got], position)
                 if not got:
                     break
                 left -= got
-                if out is not None:
-                    position += os.pwrite(out, scratch[:got], position)
             conn.sendall(b"HTTP/1.1 204 No Content\\r\\ncontent-length: 0\\r\\n\\r\\n")
 """
+
+
+# The timed steps of a round, in order: name -> what it measures.
+STEPS = {
+    "cp": "cp of the source file",
+    "cp+sync": "cp, then sync of the copy",
+    "raw": "raw receiver: recv_into + pwrite",
+    "splice": "splice receiver: socket -> pipe -> file",
+    "tus": "tus, PATCHes of --patch-mib",
+    "tus 1 PATCH": "tus, the whole file in one PATCH (tus-js-client's and tuspy's default)",
+    "multipart": "multipart POST",
+}
+UPLOADS = ("tus", "tus 1 PATCH", "multipart")
 
 
 @dataclass
 class SizeResult:
     size: int
-    cp: float  # seconds
-    cp_sync: float
-    tus: float
-    multipart: float
-    ceiling: float  # the tus PATCHes sent to the sink
-    raw: float  # the same, with the sink writing them into a file in the data folder
+    times: dict[str, list[float]]  # seconds of each round, by step
+    ceiling: float  # the tus PATCHes sent to the sink, best of the rounds
     start_hwm_mb: float  # VmHWM after start-up, before anyone signed in
     login_hwm_mb: float  # VmHWM after the API sign-in (argon2 needs 64 MiB for a moment)
     upload_rss_mb: float  # the highest VmRSS sampled while the uploads ran
     peak_rss_mb: float  # VmHWM after both uploads: the process's peak over its whole life
+
+    def best(self, step: str) -> float:
+        """MB/s of the step's best round."""
+        return self.mbps(min(self.times[step]))
+
+    def round_ratios(self, step: str) -> list[float]:
+        """Each round's MB/s for ``step`` over the same round's cp."""
+        return [c / t for c, t in zip(self.times["cp"], self.times[step], strict=True)]
 
     def mbps(self, seconds: float) -> float:
         return self.size / seconds / 1e6
@@ -278,10 +314,14 @@ def multipart_upload(client: httpx.Client, auth: dict[str, str], path: Path) -> 
     return str(video["id"])
 
 
-def client_ceiling(path: Path, patch_bytes: int, write_to: Path | None = None) -> float:
+def client_ceiling(
+    path: Path, patch_bytes: int, write_to: Path | None = None, *, splice: bool = False
+) -> float:
     """Seconds to send ``path`` as tus-sized PATCH requests to the socket sink, which writes
-    them into ``write_to`` when given (removed afterwards)."""
+    them into ``write_to`` when given (removed afterwards), with ``splice`` if asked."""
     command = [sys.executable, "-c", SINK, *([str(write_to)] if write_to else [])]
+    if splice:
+        command.append("splice")
     sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None
@@ -324,12 +364,18 @@ def settle(client: httpx.Client, auth: dict[str, str], video_id: str) -> str:
     return str(video["status"])
 
 
-def timed(upload: Callable[[], str], folder: Path, size: int) -> tuple[float, str]:
-    """Seconds an upload takes (after ``prewarm``), and its video id."""
-    prewarm(folder, size)
+def timed_upload(
+    client: httpx.Client, auth: dict[str, str], upload: Callable[[], str], data_dir: Path, size: int
+) -> float:
+    """Seconds an upload of ``size`` bytes takes (after ``prewarm`` of ``data_dir``); then
+    waits for its video to settle."""
+    prewarm(data_dir, size)
     started = time.perf_counter()
     video_id = upload()
-    return time.perf_counter() - started, video_id
+    seconds = time.perf_counter() - started
+    status = settle(client, auth, video_id)
+    print(f"  video {status} after {size / seconds / 1e6:.0f} MB/s", flush=True)
+    return seconds
 
 
 def measure_size(
@@ -356,78 +402,78 @@ def measure_size(
             start_hwm = server.peak_rss_mb()
             auth = api_login(client)
             login_hwm = server.peak_rss_mb()
-            cp_times, cp_sync_times, raw_times, tus_times, multipart_times = [], [], [], [], []
+            times: dict[str, list[float]] = {step: [] for step in STEPS}
+            raw_file = data_dir / "raw.bin"
+            steps = {
+                "cp": lambda: time_cp(source, copy, then_sync=False),
+                "cp+sync": lambda: time_cp(source, copy, then_sync=True),
+                "raw": lambda: client_ceiling(source, patch_bytes, raw_file),
+                "splice": lambda: client_ceiling(source, patch_bytes, raw_file, splice=True),
+                "tus": lambda: timed_upload(
+                    client,
+                    auth,
+                    lambda: tus_upload(client, auth, source, patch_bytes),
+                    data_dir,
+                    size,
+                ),
+                "tus 1 PATCH": lambda: timed_upload(
+                    client, auth, lambda: tus_upload(client, auth, source, size), data_dir, size
+                ),
+                "multipart": lambda: timed_upload(
+                    client, auth, lambda: multipart_upload(client, auth, source), data_dir, size
+                ),
+            }
             with RssSampler(server.pid) as sampled:
                 # Interleaved, so the copies and the uploads meet the same state of the
                 # machine (page cache, writeback, the VM's memory) rather than each a
                 # different moment of it.
                 for round_ in range(1, rounds + 1):
-                    print(f"{label}: round {round_}: cp, cp + sync, raw receiver ...", flush=True)
-                    cp_times.append(time_cp(source, copy, then_sync=False))
-                    cp_sync_times.append(time_cp(source, copy, then_sync=True))
-                    raw_times.append(client_ceiling(source, patch_bytes, data_dir / "raw.bin"))
-                    print(f"{label}: round {round_}: tus upload ...", flush=True)
-                    seconds, video_id = timed(
-                        lambda: tus_upload(client, auth, source, patch_bytes), data_dir, size
-                    )
-                    tus_times.append(seconds)
-                    status = settle(client, auth, video_id)
-                    print(f"{label}: tus video {status}; multipart upload ...", flush=True)
-                    seconds, video_id = timed(
-                        lambda: multipart_upload(client, auth, source), data_dir, size
-                    )
-                    multipart_times.append(seconds)
-                    status = settle(client, auth, video_id)
-                    print(f"{label}: multipart video {status}", flush=True)
-                    figures = zip(
-                        ("cp", "cp+sync", "raw", "tus", "multipart"),
-                        (cp_times, cp_sync_times, raw_times, tus_times, multipart_times),
-                        strict=True,
-                    )
-                    line = ", ".join(f"{n} {size / t[-1] / 1e6:.0f}" for n, t in figures)
+                    for step, run in steps.items():
+                        print(f"{label}: round {round_}: {STEPS[step]} ...", flush=True)
+                        times[step].append(run())
+                    line = ", ".join(f"{n} {size / t[-1] / 1e6:.0f}" for n, t in times.items())
                     print(f"{label}: round {round_} MB/s: {line}", flush=True)
             peak = server.peak_rss_mb()
     finally:
         source.unlink(missing_ok=True)
         shutil.rmtree(data_dir, ignore_errors=True)
-    cp, cp_sync, raw = min(cp_times), min(cp_sync_times), min(raw_times)
-    tus, multipart = min(tus_times), min(multipart_times)
     memory = (start_hwm, login_hwm, sampled.max_mb, peak)
-    return SizeResult(size, cp, cp_sync, tus, multipart, ceiling, raw, *memory)
+    return SizeResult(size, times, ceiling, *memory)
 
 
 def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) -> bool:
     print()
     print(f"ingest over loopback; {note}; warm source file, ext4 data folder")
-    print(f"tus: httpx PATCH of {patch_bytes // MIB} MiB each from a 1 MiB-slice generator")
+    print(f"tus: httpx PATCH of {patch_bytes // MIB} MiB each from a 1 MiB-slice generator;")
+    print("tus 1 PATCH: the whole file in one PATCH, as tus-js-client and tuspy send by default")
     print(
-        f"throughput, MB/s (ratio to cp | to cp + sync); best of {rounds} interleaved rounds "
-        f"of cp, cp + sync, raw receiver, tus, multipart (after one untimed cp); "
-        f"ceiling best of {rounds}"
+        f"MB/s, best of {rounds} interleaved rounds (after one untimed cp); ceiling: PATCHes "
+        f"to a socket sink that discards them, best of {rounds}"
     )
-    header = (
-        f"{'size':>9} {'cp':>6} {'cp+sync':>8} {'tus':>22} {'multipart':>22} "
-        f"{'client ceiling':>15} {'raw receiver':>13}"
-    )
+    columns = ("cp", "cp+sync", "raw", "splice", *UPLOADS)
+    header = f"{'size':>9} " + " ".join(f"{c:>11}" for c in columns) + f" {'ceiling':>8}"
     print(header)
     print("-" * len(header))
     for r in results:
-        cp, cps = r.mbps(r.cp), r.mbps(r.cp_sync)
-
-        def cell(mbps: float, cp: float = cp, cps: float = cps) -> str:
-            return f"{mbps:5.0f} ({ratio(mbps, cp)} | {ratio(mbps, cps)})"
-
-        print(
-            f"{r.size // MIB:>5} MiB {cp:6.0f} {cps:8.0f} {cell(r.mbps(r.tus)):>22} "
-            f"{cell(r.mbps(r.multipart)):>22} {r.mbps(r.ceiling):15.0f} {r.mbps(r.raw):13.0f}"
-        )
+        cells = " ".join(f"{r.best(c):11.0f}" for c in columns)
+        print(f"{r.size // MIB:>5} MiB {cells} {r.mbps(r.ceiling):8.0f}")
+    print()
+    print("ratios of the best rounds: to cp | to cp + sync | to the splice receiver")
     for r in results:
-        raw = r.mbps(r.raw)
-        tus, multipart = ratio(r.mbps(r.tus), raw), ratio(r.mbps(r.multipart), raw)
-        print(
-            f"{r.size // MIB:>5} MiB: raw receiver {ratio(raw, r.mbps(r.cp))} cp; vidbox to raw "
-            f"receiver: tus {tus}, multipart {multipart}"
-        )
+        for step in ("raw", "splice", *UPLOADS):
+            mbps = r.best(step)
+            print(
+                f"{r.size // MIB:>5} MiB {step:>11}: {ratio(mbps, r.best('cp'))} | "
+                f"{ratio(mbps, r.best('cp+sync'))} | {ratio(mbps, r.best('splice'))}"
+            )
+    print("each round's ratio to the cp of the same round (a round that met cold memory in one")
+    print("step and not the other shows as an outlier):")
+    for r in results:
+        for step in UPLOADS:
+            ratios = r.round_ratios(step)
+            listed = " ".join(f"{x:.2f}" for x in ratios)
+            median = statistics.median(ratios)
+            print(f"{r.size // MIB:>5} MiB {step:>11}: {listed} (median {median:.2f})")
     print()
     print("server memory, MB (VmHWM = peak resident set of the vidbox process, no FFmpeg)")
     header = (
@@ -449,23 +495,22 @@ def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) 
             f"{growth:+.0f} MB for {(largest.size - smallest.size) / 1e6:.0f} MB more file"
         )
     mib = largest.size // MIB
+    cp = largest.best("cp")
     targets = [
         (
-            f"tus >= {TARGET_CP_RATIO}x cp ({mib} MiB)",
-            ratio(largest.mbps(largest.tus), largest.mbps(largest.cp)),
-            largest.cp / largest.tus >= TARGET_CP_RATIO,
-        ),
-        (
-            f"multipart >= {TARGET_CP_RATIO}x cp ({mib} MiB)",
-            ratio(largest.mbps(largest.multipart), largest.mbps(largest.cp)),
-            largest.cp / largest.multipart >= TARGET_CP_RATIO,
-        ),
+            f"{step} >= {TARGET_CP_RATIO}x cp ({mib} MiB)",
+            ratio(largest.best(step), cp),
+            largest.best(step) / cp >= TARGET_CP_RATIO,
+        )
+        for step in UPLOADS
+    ]
+    targets.append(
         (
             f"server peak RSS (VmHWM) < {TARGET_PEAK_RSS_MB:.0f} MB ({mib} MiB)",
             f"{largest.peak_rss_mb:.0f} MB",
             largest.peak_rss_mb < TARGET_PEAK_RSS_MB,
-        ),
-    ]
+        )
+    )
     print()
     print("targets")
     for name, value, met in targets:
