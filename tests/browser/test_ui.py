@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Request, expect
 
 from tests.browser.conftest import shoot
-from tests.support import PASSWORD, LiveServer, add_user, wait_until
+from tests.support import (
+    PASSWORD,
+    LiveServer,
+    add_user,
+    make_test_clip,
+    start_server,
+    wait_until,
+)
+from vidbox.config import Settings
 
 
 def wait_js(page: Page, expression: str, element: Locator | None = None) -> None:
@@ -72,6 +81,39 @@ def test_upload_play_download_delete(live: LiveServer, page: Page, clip: Path) -
     expect(page.locator("#empty-state")).to_be_visible()
     page.reload()
     expect(page.locator("#video-list .video-row")).to_have_count(0)
+
+
+def test_large_files_go_in_parts_of_the_configured_size(
+    make_settings: Callable[..., Settings], page: Page, tmp_path: Path
+) -> None:
+    part = 256 * 1024
+    settings = make_settings({"VIDBOX_UPLOADS__PART_BYTES": str(part)})
+    clip = make_test_clip(tmp_path / "parts.mp4", seconds=4, lossless=True)
+    size = clip.stat().st_size
+    assert size > 3 * part
+    live = start_server(settings)
+    try:
+        add_user(settings, "parts@example.org")
+        sign_in(page, live, "parts@example.org")
+        patches: list[int] = []
+
+        def record(request: Request) -> None:
+            if request.method == "PATCH":
+                patches.append(int(request.headers["upload-offset"]))
+
+        page.on("request", record)
+        page.set_input_files("#file-input", str(clip))
+        upload = page.locator("#upload-list .upload").first
+        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        # One PATCH per part, each starting where the previous one ended.
+        assert patches == list(range(0, size, part))
+        row = page.locator("#video-list .video-row").first
+        expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+        with page.expect_download() as download_info:
+            row.locator("[data-action=download]").click()
+        assert Path(download_info.value.path()).read_bytes() == clip.read_bytes()
+    finally:
+        live.stop()
 
 
 def test_client_side_validation_sends_nothing(live: LiveServer, page: Page, tmp_path: Path) -> None:

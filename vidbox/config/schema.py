@@ -39,6 +39,7 @@ def option(
     return field(default=default, metadata=meta)
 
 
+MiB = 1024**2
 GiB = 1024**3
 
 
@@ -119,6 +120,13 @@ class UploadSettings:
     quota_bytes: int = option(0, "Per-user storage quota in bytes; 0 means no quota.", min=0)
     expire_hours: int = option(
         24, "Unfinished resumable uploads are deleted after this many idle hours.", min=1
+    )
+    part_bytes: int = option(
+        64 * MiB,
+        "The web UI sends a video in requests of this many bytes. Keep it below the body "
+        "limit of any reverse proxy in front of vidbox (Cloudflare: 100 MB); each request "
+        "costs a pause, so smaller parts upload more slowly.",
+        min=256 * 1024,
     )
 
 

@@ -44,6 +44,7 @@ async def dashboard(request: Request) -> Response:
         "blank": BLANK_VIDEO,
         "allowed_formats": uploads.allowed_formats,
         "max_bytes": uploads.max_bytes,
+        "part_bytes": uploads.part_bytes,
     }
     return await render(request, "dashboard.html", context)
 

@@ -10,7 +10,8 @@
   const template = document.getElementById("upload-template");
   const allowed = zone.dataset.allowed.split(",");
   const maxBytes = Number(zone.dataset.maxBytes);
-  const CHUNK = 8 * 1024 * 1024;
+  // Bytes per PATCH (uploads.part_bytes): few requests, each under any proxy's body limit.
+  const CHUNK = Number(zone.dataset.partBytes) || 64 * 1024 * 1024;
   const RETRY_DELAYS = [1000, 3000, 5000, 10000, 20000, 30000];
   const queue = [];
   let active = null;
