@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,32 @@ def test_large_files_go_in_parts_of_the_configured_size(
         expect(upload.locator(".state")).to_have_text("Uploaded — processing")
         # One PATCH per part, each starting where the previous one ended.
         assert patches == list(range(0, size, part))
+        row = page.locator("#video-list .video-row").first
+        expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+        with page.expect_download() as download_info:
+            row.locator("[data-action=download]").click()
+        assert Path(download_info.value.path()).read_bytes() == clip.read_bytes()
+    finally:
+        live.stop()
+
+
+def test_a_full_disk_is_explained_and_the_upload_resumes_later(
+    settings: Settings, small_spool: Path, page: Page, tmp_path: Path
+) -> None:
+    clip = make_test_clip(tmp_path / "full.mp4", size="640x360", seconds=6, lossless=True)
+    assert clip.stat().st_size > 2 * 1024 * 1024  # more than the spool can hold
+    live = start_server(settings)
+    try:
+        add_user(settings, "full@example.org")
+        sign_in(page, live, "full@example.org")
+        page.set_input_files("#file-input", str(clip))
+        upload = page.locator("#upload-list .upload").first
+        expect(upload.locator(".state")).to_contain_text("disk is full")
+        expect(upload.locator("[data-action=retry]")).to_be_visible()
+        shoot(page, "upload-disk-full")
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_spool)], check=True)
+        upload.locator("[data-action=retry]").click()
+        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
         row = page.locator("#video-list .video-row").first
         expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
         with page.expect_download() as download_info:

@@ -17,6 +17,7 @@ import pytest
 from vidbox.config import Settings
 from vidbox.uploads import (
     ChecksumMismatch,
+    DiskFull,
     EmptyUpload,
     OffsetMismatch,
     TooLarge,
@@ -419,3 +420,17 @@ def test_stream_to_spool_refuses_empty_and_cleans_up_after_a_disconnect(
     with pytest.raises(ConnectionResetError):
         run(spool.stream_to_spool(new_id(), cut_off(SOURCE[:2_000_000]), max_bytes=len(SOURCE)))
     assert list(spool.root.iterdir()) == []
+
+
+def test_a_full_disk_is_a_507_that_keeps_the_upload(
+    spool: UploadSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload_id = started(spool)
+    # Writes to /dev/full fail as on a full disk (ENOSPC), through the buffered-write path.
+    spool.data_path(upload_id).unlink()
+    spool.data_path(upload_id).symlink_to("/dev/full")
+    with pytest.raises(DiskFull, match="disk is full") as refused:
+        run(spool.append(upload_id, 0, chunks_of(SOURCE[:5000]), length=len(SOURCE)))
+    assert refused.value.status == 507
+    assert spool.info(upload_id)["length"] == len(SOURCE)  # the upload itself is kept
+    assert "the disk is full" in caplog.text  # and whoever runs the box is told

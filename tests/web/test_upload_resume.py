@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -124,3 +125,39 @@ def test_resume_after_the_process_dies(tmp_path: Path, big_clip: Path, how: str)
         _finish_and_check(restarted.url, auth, location, data)
     finally:
         restarted.stop()
+
+
+def test_a_full_disk_keeps_what_arrived_and_the_upload_resumes(
+    settings: Settings, small_spool: Path, big_clip: Path
+) -> None:
+    data = big_clip.read_bytes()
+    assert len(data) > 3 * 1024 * 1024
+    add_user(settings, "full@example.org")
+    live = start_server(settings)
+    try:
+        with live.client() as client:
+            auth = bearer(api_login(client, "full@example.org")["access"])
+            location = _start_upload(live.url, auth, data)
+            # The server moves this body into the spool itself (its length is declared).
+            full = client.patch(
+                location, content=data, headers={**PATCH, **auth, "Upload-Offset": "0"}
+            )
+            assert full.status_code == 507
+            assert "disk is full" in full.json()["detail"]
+            offset = int(client.head(location, headers={**TUS, **auth}).headers["upload-offset"])
+            assert 0 < offset < len(data)
+            assert (small_spool / (location.rsplit("/", 1)[1] + ".part")).read_bytes() == data[
+                :offset
+            ]
+            # A one-shot upload cannot be kept: it is refused and leaves nothing behind.
+            one_shot = client.post(
+                "/api/videos", headers=auth, files={"file": ("b.mp4", data, "video/mp4")}
+            )
+            assert one_shot.status_code == 507
+            assert "send the video again" in one_shot.json()["detail"]
+            assert len(list(small_spool.glob("*.part"))) == 1
+            # Once there is room, the upload goes on from where it stopped.
+            subprocess.run(["mount", "-o", "remount,size=64m", str(small_spool)], check=True)
+        _finish_and_check(live.url, auth, location, data)
+    finally:
+        live.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from vidbox.uploads.errors import (
     ChecksumMismatch,
+    DiskFull,
     EmptyUpload,
     OffsetMismatch,
     TooLarge,
@@ -24,6 +25,7 @@ from vidbox.uploads.validation import (
 __all__ = [
     "HEAD_BYTES",
     "ChecksumMismatch",
+    "DiskFull",
     "EmptyUpload",
     "OffsetMismatch",
     "TooLarge",

@@ -51,3 +51,11 @@ class UploadLocked(UploadError):
 class EmptyUpload(UploadError):
     status = 400
     default_detail = "The file is empty."
+
+
+class DiskFull(UploadError):
+    status = 507  # Insufficient Storage
+    default_detail = (
+        "The server's disk is full. What arrived so far is kept: resume the upload once "
+        "space has been freed."
+    )

@@ -29,19 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vidbox.logs import log_fields
 from vidbox.uploads.errors import (
     ChecksumMismatch,
+    DiskFull,
     EmptyUpload,
     OffsetMismatch,
     TooLarge,
@@ -63,9 +67,25 @@ from vidbox.uploads.tus import checksum_algorithm
 # the number of thread hand-offs low. They are kept as they arrived and written with pwritev:
 # joining them into one buffer first cost a copy of every byte.
 WRITE_BUFFER_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
+_DISK_FULL_ONE_SHOT = "The server's disk is full; send the video again once space has been freed."
+_DISK_FULL_CREATE = "The server's disk is full; no upload can start until space has been freed."
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _DATETIME_KEYS = ("created_at", "expires_at")
+
+
+@contextlib.contextmanager
+def _disk_full_refused(root: Path, detail: str | None = None) -> Iterator[None]:
+    """A full disk (or quota) becomes DiskFull, a 507 with a sentence, not a server error,
+    and a warning for whoever runs the box."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("upload refused: the disk is full", extra=log_fields(folder=str(root)))
+            raise DiskFull(detail) from exc
+        raise
 
 
 def check_upload_id(upload_id: str) -> str:
@@ -118,9 +138,12 @@ class UploadSpool:
         8601 strings); ``created_at`` defaults to now. Raises FileExistsError for a used id."""
         if length < 0:
             raise ValueError("upload length cannot be negative")
-        data_path = self.data_path(upload_id)
         record = {"created_at": datetime.now(UTC), **info, "length": length}
-        encoded = _encode_info(record)
+        with _disk_full_refused(self.root, _DISK_FULL_CREATE):
+            self._create(upload_id, _encode_info(record))
+
+    def _create(self, upload_id: str, encoded: bytes) -> None:
+        data_path = self.data_path(upload_id)
         # The data file comes first: a crash between the two leaves an orphan part file that
         # orphans() reports, never an info file that points at nothing.
         fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -300,61 +323,64 @@ class UploadSpool:
         hasher = None
         if checksum:  # guards against corruption in transit, not against an attacker
             hasher = hashlib.new(checksum_algorithm(checksum[0]), usedforsecurity=False)
-        async with self._exclusive(upload_id) as fd:
-            current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
-            if expected_offset != current:
-                raise OffsetMismatch(current)
-            if direct is not None and not checksum and direct.remaining() <= length - current:
-                # Every byte that arrives is in the file at once: a cut-off body keeps them.
-                while got := await direct.to_file(fd, current, length - current):
-                    current += got
-                return current
-            if checksum:
-                await on_disk_thread(
-                    write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
+        with _disk_full_refused(self.root):
+            async with self._exclusive(upload_id) as fd:
+                current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
+                if expected_offset != current:
+                    raise OffsetMismatch(current)
+                if direct is not None and not checksum and direct.remaining() <= length - current:
+                    # Every byte that arrives is in the file at once: a cut-off body keeps them.
+                    while got := await direct.to_file(fd, current, length - current):
+                        current += got
+                    return current
+                if checksum:
+                    await on_disk_thread(
+                        write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
+                    )
+                writer = OverlappedWriter(
+                    fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher
                 )
-            writer = OverlappedWriter(
-                fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher
-            )
-            too_large = False
-            try:
-                async for chunk in chunks:
-                    room = length - writer.received
-                    if len(chunk) > room:
-                        chunk, too_large = chunk[:room], True
-                    await writer.add(chunk)
-                    if too_large:
-                        break
-                written = await writer.flush()
-            except Exception:
-                unwritten = await writer.finish()
-                await on_disk_thread(
-                    self._settle_broken_body,
-                    upload_id,
-                    fd,
-                    unwritten,
-                    writer.written,
-                    expected_offset,
-                    checksum,
-                )
-                raise
-            except BaseException:
-                # Cancelled: awaiting again is not dependable here, so settle inline.
-                self._settle_broken_body(
-                    upload_id, fd, writer.settle(), writer.written, expected_offset, checksum
-                )
-                raise
-            if checksum:
-                verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
-                if verified:
-                    await on_disk_thread(self._verify_path(upload_id).unlink)
-                else:
-                    await on_disk_thread(self._discard_unverified, upload_id, fd, expected_offset)
-                    if not too_large:
-                        raise ChecksumMismatch()
-            if too_large:
-                raise TooLarge(f"The upload is {length} bytes; this part goes past the end.")
-            return written
+                too_large = False
+                try:
+                    async for chunk in chunks:
+                        room = length - writer.received
+                        if len(chunk) > room:
+                            chunk, too_large = chunk[:room], True
+                        await writer.add(chunk)
+                        if too_large:
+                            break
+                    written = await writer.flush()
+                except Exception:
+                    unwritten = await writer.finish()
+                    await on_disk_thread(
+                        self._settle_broken_body,
+                        upload_id,
+                        fd,
+                        unwritten,
+                        writer.written,
+                        expected_offset,
+                        checksum,
+                    )
+                    raise
+                except BaseException:
+                    # Cancelled: awaiting again is not dependable here, so settle inline.
+                    self._settle_broken_body(
+                        upload_id, fd, writer.settle(), writer.written, expected_offset, checksum
+                    )
+                    raise
+                if checksum:
+                    verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
+                    if verified:
+                        await on_disk_thread(self._verify_path(upload_id).unlink)
+                    else:
+                        await on_disk_thread(
+                            self._discard_unverified, upload_id, fd, expected_offset
+                        )
+                        if not too_large:
+                            raise ChecksumMismatch()
+                if too_large:
+                    raise TooLarge(f"The upload is {length} bytes; this part goes past the end.")
+                return written
 
     def _discard_unverified(self, upload_id: str, fd: int, expected_offset: int) -> None:
         truncate_synced(fd, expected_offset)
@@ -389,6 +415,16 @@ class UploadSpool:
         size. On TooLarge (as soon as ``max_bytes`` is passed), EmptyUpload or any error from
         ``chunks``, the partial file is removed: a one-shot upload cannot be resumed.
         ``direct``, when given, is the same file for the server to move in itself."""
+        with _disk_full_refused(self.root, _DISK_FULL_ONE_SHOT):
+            return await self._stream_to_spool(upload_id, chunks, max_bytes, direct)
+
+    async def _stream_to_spool(
+        self,
+        upload_id: str,
+        chunks: AsyncIterator[Chunk],
+        max_bytes: int,
+        direct: DirectBody | None,
+    ) -> int:
         data_path = self.data_path(upload_id)
         # Read and write: a direct body may read back what follows the file to parse it.
         fd = os.open(data_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)

@@ -157,6 +157,11 @@
             this.offset = Number(head.getResponseHeader("Upload-Offset"));
             continue;
           }
+          if (xhr.status === 507) {
+            // The server's disk is full: it kept what arrived; retrying is for the person to
+            // decide once space is freed, so the upload stays resumable.
+            throw Object.assign(new Error(detailOf(xhr)), { final: true });
+          }
           if (xhr.status >= 400 && xhr.status < 500 && xhr.status !== 423) {
             localStorage.removeItem(storeKey(this.file));
             throw Object.assign(new Error(detailOf(xhr)), { final: true });
