@@ -146,11 +146,7 @@ class RequestBody:
                     raise
         finally:
             os.close(fd)
-        if got == 0:
-            self._lost()
-            raise ConnectionResetError("the client closed the connection mid-body")
-        self._took_directly(got, unread)
-        return got
+        return self._took_directly(got, unread)
 
     async def to_file(self, fd: int, offset: int, limit: int) -> int:
         """Move up to ``limit`` next body bytes into the file ``fd`` at ``offset``; returns how
@@ -190,11 +186,7 @@ class RequestBody:
                 await _readable(sock)
         finally:
             os.close(sock)
-        if moved == 0:
-            self._lost()
-            raise ConnectionResetError("the client closed the connection mid-body")
-        self._took_directly(moved, unread)
-        return moved
+        return self._took_directly(moved, unread)
 
     def _unread(self) -> int:
         assert self.length is not None
@@ -236,7 +228,11 @@ class RequestBody:
             self.flow.resume_reading()
         return taken
 
-    def _took_directly(self, count: int, unread: int) -> None:
+    def _took_directly(self, count: int, unread: int) -> int:
+        """Count ``count`` bytes the app took from the socket (0: the client left)."""
+        if count == 0:
+            self._lost()
+            raise ConnectionResetError("the client closed the connection mid-body")
         self.direct += count
         if count == unread:
             # The old parser still waits for the bytes the app took: a new one reads the
@@ -246,6 +242,7 @@ class RequestBody:
             cycle.keep_alive, self.keep_alive = self.keep_alive, None
             protocol.on_message_complete()
             self.flow.resume_reading()
+        return count
 
     def _lost(self) -> None:
         self.cycle.disconnected = True

@@ -29,6 +29,15 @@ def wait_js(page: Page, expression: str, element: Locator | None = None) -> None
         wait_until(lambda: page.evaluate(expression), timeout=30, what=expression)
 
 
+def expect_ready_download(page: Page, expected: bytes) -> None:
+    """The newest video turns READY live, and its download is ``expected``, byte for byte."""
+    row = page.locator("#video-list .video-row").first
+    expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+    with page.expect_download() as download_info:
+        row.locator("[data-action=download]").click()
+    assert Path(download_info.value.path()).read_bytes() == expected
+
+
 def sign_in(page: Page, live: LiveServer, email: str) -> None:
     page.goto(live.url + "/")
     expect(page).to_have_url(live.url + "/login?next=%2F")
@@ -108,11 +117,7 @@ def test_large_files_go_in_parts_of_the_configured_size(
         expect(upload.locator(".state")).to_have_text("Uploaded — processing")
         # One PATCH per part, each starting where the previous one ended.
         assert patches == list(range(0, size, part))
-        row = page.locator("#video-list .video-row").first
-        expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
-        with page.expect_download() as download_info:
-            row.locator("[data-action=download]").click()
-        assert Path(download_info.value.path()).read_bytes() == clip.read_bytes()
+        expect_ready_download(page, clip.read_bytes())
     finally:
         live.stop()
 
@@ -134,11 +139,7 @@ def test_a_full_disk_is_explained_and_the_upload_resumes_later(
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_spool)], check=True)
         upload.locator("[data-action=retry]").click()
         expect(upload.locator(".state")).to_have_text("Uploaded — processing")
-        row = page.locator("#video-list .video-row").first
-        expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
-        with page.expect_download() as download_info:
-            row.locator("[data-action=download]").click()
-        assert Path(download_info.value.path()).read_bytes() == clip.read_bytes()
+        expect_ready_download(page, clip.read_bytes())
     finally:
         live.stop()
 
