@@ -312,7 +312,7 @@ def _splice_arrived(sock: int, fd: int, offset: int, limit: int) -> tuple[int, b
     moved = 0
     while moved < limit:
         try:
-            # SPLICE_F_MOVE: hand over the socket buffer's pages rather than copy them.
+            # The kernel links the socket buffer's pages into the pipe: no copy here.
             got = os.splice(
                 sock,
                 write_end,
