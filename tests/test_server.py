@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support import LiveServer, start_server, wait_until
+from vidbox import request_body
 from vidbox.config import Settings
 from vidbox.request_body import BODY_HIGH_WATER, BODY_READINTO, BODY_TO_FILE
 from vidbox.server import ZEROCOPY_SEND
@@ -29,6 +31,7 @@ class BodyRecorder:
 
     def __init__(self) -> None:
         self.finished: list[dict[str, Any]] = []
+        self.started = 0  # bodies /tofile began to move
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -62,6 +65,7 @@ class BodyRecorder:
         elif path == "/tofile":
             assert to_file is not None
             remaining = extensions[BODY_TO_FILE]["remaining"]
+            self.started += 1
             assert remaining() == int(dict(scope["headers"])[b"content-length"])
             with tempfile.TemporaryFile() as file:
                 fd = file.fileno()
@@ -307,6 +311,40 @@ def test_a_file_that_cannot_take_the_body(live: LiveServer) -> None:
     assert answer["ended"] == f"file error {errno.EBADF}"
     assert "connection: close" in answer["head"].lower()
     assert _seen(httpx.post(live.url + "/tofile", content=b"next"))["size"] == 4
+
+
+def test_trickling_clients_do_not_hold_the_receiving_threads(
+    live: LiveServer, recorder: BodyRecorder
+) -> None:
+    # More slow bodies than there are receiving threads, each trickling a byte at a time.
+    count = request_body._RECEIVING._max_workers + 4
+    started = recorder.started
+    slow = [_raw_request(_port(live), MiB, path="/tofile") for _ in range(count)]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            for sock in slow:
+                with contextlib.suppress(OSError):
+                    sock.send(b"x")
+            stop.wait(0.001)
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        wait_until(lambda: recorder.started >= started + count, timeout=10, what="the slow bodies")
+        # A whole body still goes straight to its file meanwhile: no thread is held by them.
+        # (When they held the threads, it waited for one to come free: 15 s and more.)
+        body = os.urandom(5 * MiB)
+        answer = httpx.post(live.url + "/tofile", content=body, timeout=10)
+        seen = _seen(answer)
+        assert seen["sha256"] == hashlib.sha256(body).hexdigest()
+        assert not stop.is_set()  # the trickles were still going the whole time
+    finally:
+        stop.set()
+        trickler.join(timeout=10)
+        for sock in slow:
+            sock.close()
 
 
 def test_no_direct_reads_for_a_chunked_body(live: LiveServer) -> None:

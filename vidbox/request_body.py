@@ -23,6 +23,7 @@ import fcntl
 import os
 import select
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -290,13 +291,16 @@ async def _readable(fd: int) -> None:
         loop.remove_reader(fd)
 
 
-# Threads that move arrived body bytes into files. Each holds one only while bytes keep
-# arriving (``_splice_arrived``), so slow clients never tie them up: their waits are on the loop.
+# Threads that move arrived body bytes into files. Each holds on only while bytes pour in
+# (``_splice_arrived``), so slow clients never tie one up: their waits are on the loop.
 _RECEIVING = ThreadPoolExecutor(max_workers=16, thread_name_prefix="vidbox-receive")
 # One call moves at most this much, then hands back to the loop (progress, cancellation).
 SPLICE_CALL_BYTES = 16 * 1024 * 1024
-# How long a receiving thread waits for more bytes before handing the wait back to the loop.
+# How long a receiving thread waits for more bytes before handing the wait back to the loop,
+# and the pace (bytes a second) a call must keep up for its thread to wait at all: a client
+# trickling a byte now and then could otherwise keep a thread forever.
 SPLICE_LINGER_SECONDS = 0.005
+SPLICE_LINGER_PACE = 50_000_000
 _PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size for unprivileged processes
 _pipes = threading.local()
 
@@ -309,7 +313,7 @@ def _splice_arrived(sock: int, fd: int, offset: int, limit: int) -> tuple[int, b
     waiter = select.poll()
     waiter.register(sock, select.POLLIN)
     limit = min(limit, SPLICE_CALL_BYTES)
-    moved = 0
+    moved, started = 0, time.monotonic()
     while moved < limit:
         try:
             # The kernel links the socket buffer's pages into the pipe: no copy here.
@@ -320,7 +324,8 @@ def _splice_arrived(sock: int, fd: int, offset: int, limit: int) -> tuple[int, b
                 flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK,
             )
         except BlockingIOError:
-            if waiter.poll(SPLICE_LINGER_SECONDS * 1000):
+            pouring = moved > (time.monotonic() - started) * SPLICE_LINGER_PACE
+            if pouring and waiter.poll(SPLICE_LINGER_SECONDS * 1000):
                 continue
             return moved, False
         except OSError:
