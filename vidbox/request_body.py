@@ -6,10 +6,12 @@ Two vidbox extensions are offered for such bodies, in ``scope["extensions"]``:
 - ``BODY_READINTO``: ``{"readinto": async (buffer) -> int}`` fills the front of a buffer with
   the next body bytes (0 at the end of the body; ConnectionResetError if the client goes). It
   skips the parser's copy of every byte and most per-chunk work.
-- ``BODY_TO_FILE``: ``{"to_file": async (fd, offset, limit) -> int, "remaining": () -> int}``
-  moves up to ``limit`` next body bytes into the file ``fd`` at ``offset`` inside the kernel
-  (``splice(2)`` through a pipe), so they never enter Python at all; ``remaining()`` is how
-  much of the body has not been taken yet. Offered where ``os.splice`` exists (Linux).
+- ``BODY_TO_FILE``: ``{"to_file": async (fd, offset, limit) -> int, "remaining": () -> int,
+  "to_file_until": ...}``. ``to_file`` moves up to ``limit`` next body bytes into the file
+  ``fd`` at ``offset`` inside the kernel (``splice(2)`` through a pipe), so they never enter
+  Python at all; ``remaining()`` is how much of the body has not been taken yet;
+  ``to_file_until`` also searches what it moves for a delimiter (a multipart boundary).
+  Offered where ``os.splice`` exists (Linux).
 
 Either way the socket belongs to the body until its last byte is in; the parser then starts
 afresh for the next request on the connection.
@@ -19,16 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import select
-import threading
-import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import httptools
+
+from vidbox import splice
 
 BODY_READINTO: Final = "vidbox.http.request.readinto"
 BODY_TO_FILE: Final = "vidbox.http.request.tofile"
@@ -59,7 +58,11 @@ def attach(protocol: Any, cycle: Any, headers: list[tuple[bytes, bytes]]) -> Req
         extensions = cycle.scope.setdefault("extensions", {})
         extensions[BODY_READINTO] = {"readinto": body.readinto}
         if hasattr(os, "splice"):
-            extensions[BODY_TO_FILE] = {"to_file": body.to_file, "remaining": body.remaining}
+            extensions[BODY_TO_FILE] = {
+                "to_file": body.to_file,
+                "to_file_until": body.to_file_until,
+                "remaining": body.remaining,
+            }
     return body
 
 
@@ -158,7 +161,23 @@ class RequestBody:
         Bytes from the socket go through a pipe into the file inside the kernel (splice), on a
         receiving thread: the event loop neither copies them nor waits for the disk.
         """
+        moved, _ = await self.to_file_until(fd, offset, limit)
+        return moved
+
+    async def to_file_until(
+        self,
+        fd: int,
+        offset: int,
+        limit: int,
+        delimiter: bytes = b"",
+        search_from: int | None = None,
+    ) -> tuple[int, int | None]:
+        """``to_file`` that also looks for ``delimiter`` in the file, from ``search_from``
+        (default: ``offset``) through the bytes it moves, while they are fresh in the CPU's
+        cache. It stops once it appears; returns how many bytes were moved (some may follow
+        the delimiter) and the delimiter's position in the file, or None."""
         self._continue()
+        search = (delimiter, offset if search_from is None else search_from)
         if self.chunks:
             # Claimed first: otherwise the parser would fill the queue again during the write
             # and every body byte would take this copying path.
@@ -166,17 +185,21 @@ class RequestBody:
                 self._claim()
             view = memoryview(bytearray(min(limit, self.size)))
             taken = self._take_chunks(view)
-            await _finish_on_thread(_pwrite_all, fd, view[:taken], offset)
-            return taken
+            found = await splice.finish_on_thread(
+                splice.write_and_search, fd, view[:taken], offset, search
+            )
+            return taken, found
         unread = self._unread()
         if unread <= 0 or limit <= 0:
-            return 0
+            return 0, None
         sock = self._own_socket()
         try:
             while True:
-                job = _RECEIVING.submit(_splice_arrived, sock, fd, offset, min(limit, unread))
+                job = splice.RECEIVING.submit(
+                    splice.splice_arrived, sock, fd, offset, min(limit, unread), search
+                )
                 try:
-                    moved, ended = await asyncio.wrap_future(job)
+                    moved, ended, found = await asyncio.wrap_future(job)
                 except asyncio.CancelledError:
                     if not job.cancel():
                         with contextlib.suppress(Exception):
@@ -187,7 +210,7 @@ class RequestBody:
                 await _readable(sock)
         finally:
             os.close(sock)
-        return self._took_directly(moved, unread)
+        return self._took_directly(moved, unread), found
 
     def _unread(self) -> int:
         assert self.length is not None
@@ -289,104 +312,3 @@ async def _readable(fd: int) -> None:
         await ready
     finally:
         loop.remove_reader(fd)
-
-
-# Threads that move arrived body bytes into files. Each holds on only while bytes pour in
-# (``_splice_arrived``), so slow clients never tie one up: their waits are on the loop.
-_RECEIVING = ThreadPoolExecutor(max_workers=16, thread_name_prefix="vidbox-receive")
-# One call moves at most this much, then hands back to the loop (progress, cancellation).
-SPLICE_CALL_BYTES = 16 * 1024 * 1024
-# How long a receiving thread waits for more bytes before handing the wait back to the loop,
-# and the pace (bytes a second) a call must keep up for its thread to wait at all: a client
-# trickling a byte now and then could otherwise keep a thread forever.
-SPLICE_LINGER_SECONDS = 0.005
-SPLICE_LINGER_PACE = 50_000_000
-_PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size for unprivileged processes
-_pipes = threading.local()
-
-
-def _splice_arrived(sock: int, fd: int, offset: int, limit: int) -> tuple[int, bool]:
-    """On a receiving thread: move bytes that have arrived on ``sock`` (up to ``limit``, and
-    at most ``SPLICE_CALL_BYTES``) into ``fd`` at ``offset``. Returns how many were moved, and
-    whether the socket ended (end of file or an error) before ``limit``."""
-    read_end, write_end, capacity = _thread_pipe()
-    waiter = select.poll()
-    waiter.register(sock, select.POLLIN)
-    limit = min(limit, SPLICE_CALL_BYTES)
-    moved, started = 0, time.monotonic()
-    while moved < limit:
-        try:
-            # The kernel links the socket buffer's pages into the pipe: no copy here.
-            got = os.splice(
-                sock,
-                write_end,
-                min(limit - moved, capacity),
-                flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK,
-            )
-        except BlockingIOError:
-            pouring = moved > (time.monotonic() - started) * SPLICE_LINGER_PACE
-            if pouring and waiter.poll(SPLICE_LINGER_SECONDS * 1000):
-                continue
-            return moved, False
-        except OSError:
-            return moved, True
-        if got == 0:
-            return moved, True
-        try:
-            _drain_pipe(read_end, fd, offset + moved, got)
-        except BaseException:
-            _drop_thread_pipe()  # what stayed in it is lost with the failed write
-            raise
-        moved += got
-    return moved, False
-
-
-def _drain_pipe(read_end: int, fd: int, offset: int, count: int) -> None:
-    while count:
-        written = os.splice(read_end, fd, count, offset_dst=offset, flags=os.SPLICE_F_MOVE)
-        if written == 0:
-            raise OSError("the file took no bytes from the pipe")
-        offset += written
-        count -= written
-
-
-def _thread_pipe() -> tuple[int, int, int]:
-    pipe = getattr(_pipes, "pipe", None)
-    if pipe is None:
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        try:
-            capacity = fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        except OSError:  # a lower pipe-max-size: keep the default size
-            capacity = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
-        pipe = _pipes.pipe = (read_end, write_end, capacity)
-    return pipe
-
-
-def _drop_thread_pipe() -> None:
-    pipe = getattr(_pipes, "pipe", None)
-    if pipe is not None:
-        os.close(pipe[0])
-        os.close(pipe[1])
-        _pipes.pipe = None
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
-
-
-async def _finish_on_thread(func: Any, *args: Any) -> None:
-    """Run ``func`` on a receiving thread; if the caller is cancelled meanwhile, the work
-    still completes before the cancellation goes on (a file is never written behind its
-    owner's back)."""
-    job = _RECEIVING.submit(func, *args)
-    try:
-        await asyncio.wrap_future(job)
-    except asyncio.CancelledError:
-        if job.cancel():
-            func(*args)
-        else:
-            with contextlib.suppress(Exception):
-                job.result()
-        raise

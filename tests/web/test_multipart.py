@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.support import LiveServer, start_server, wait_until
+from vidbox import splice
 from vidbox.config import Settings, load_settings
 from vidbox.errors import VidboxError
 from vidbox.uploads.errors import UploadError
@@ -128,13 +129,13 @@ def test_a_large_file_between_two_fields(
 ) -> None:
     server, _ = receiver
     searched: list[tuple[int, int]] = []
-    real_find = multipart._find
+    real_search = splice.find_in_file
 
-    def find(fd: int, start: int, end: int, needle: bytes) -> int | None:
+    def search(fd: int, start: int, end: int, delimiter: bytes) -> int | None:
         searched.append((start, end))
-        return real_find(fd, start, end, needle)
+        return real_search(fd, start, end, delimiter)
 
-    monkeypatch.setattr(multipart, "_find", find)
+    monkeypatch.setattr(splice, "find_in_file", search)
     video = tricky_file(LIMIT - 10)
     content = body(("title", b"Before", None), ("file", video, "a.mp4"), ("note", b"After", None))
     answer = post(server, way, content)
@@ -229,20 +230,3 @@ def test_a_client_leaving_mid_file(receiver: Any, way: str) -> None:
     # The server carries on.
     again = post(server, way, body(("file", b"z" * 100, "a.mp4")))
     assert again.status_code == 200
-
-
-def test_find_across_its_slices(tmp_path: Path) -> None:
-    data = bytearray(os.urandom(3 * multipart._SEARCH_SLICE))
-    needle = DELIMITER
-    path = tmp_path / "f"
-    for position in (0, multipart._SEARCH_SLICE - 3, 2 * multipart._SEARCH_SLICE - len(needle)):
-        copy = bytearray(data)
-        copy[position : position + len(needle)] = needle
-        path.write_bytes(bytes(copy))
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            assert multipart._find(fd, 0, len(copy), needle) == position
-            assert multipart._find(fd, position + 1, len(copy), needle) is None
-            assert multipart._find(fd, 0, position + len(needle) - 1, needle) is None
-        finally:
-            os.close(fd)

@@ -67,23 +67,42 @@ async def body_chunks(
             return
 
 
-def direct_body(request: Request) -> DirectBody | None:
+def direct_body(request: Request) -> SplicedBody | None:
     """The request body for the server to move into a file itself, where it can
     (``vidbox.request_body``'s to-file extension, a body of known length), else None."""
     extension = request.scope.get("extensions", {}).get(BODY_TO_FILE)
-    return None if extension is None else _DirectBody(extension)
+    return None if extension is None else SplicedBody(extension)
 
 
-class _DirectBody:
+class SplicedBody(DirectBody):
+    """The to-file extension, with a client leaving reported as Starlette does."""
+
     def __init__(self, extension: dict[str, Any]) -> None:
-        self._to_file = extension["to_file"]
-        self.remaining = extension["remaining"]
+        self._extension = extension
+
+    def remaining(self) -> int:
+        return int(self._extension["remaining"]())
 
     async def to_file(self, fd: int, offset: int, limit: int) -> int:
+        moved, _ = await self.to_file_until(fd, offset, limit)
+        return moved
+
+    async def to_file_until(
+        self,
+        fd: int,
+        offset: int,
+        limit: int,
+        delimiter: bytes = b"",
+        search_from: int | None = None,
+    ) -> tuple[int, int | None]:
+        """See ``vidbox.request_body.RequestBody.to_file_until``."""
         try:
-            return int(await self._to_file(fd, offset, limit))
+            moved, found = await self._extension["to_file_until"](
+                fd, offset, limit, delimiter, search_from
+            )
         except ConnectionResetError:
             raise ClientDisconnect() from None
+        return int(moved), found
 
 
 def _trimmed(buffer: bytearray, view: memoryview, filled: int) -> bytearray:

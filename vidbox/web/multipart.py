@@ -5,13 +5,12 @@ fields are collected.
 Where the server can move body bytes into a file itself (``vidbox.request_body``), the file
 part does not pass through Python either (``MultipartUpload.direct_file``): python-multipart
 parses up to the start of the file's bytes, the rest of the body is spliced into the file
-while a disk thread searches what arrived for the part's closing delimiter, and whatever
-follows the delimiter is read back and parsed as usual.
+and searched for the part's closing delimiter as it is moved, and whatever follows the
+delimiter is read back and parsed as usual.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,12 +20,13 @@ from starlette.requests import Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType
 from vidbox.uploads.files import Chunk, DirectBody, on_disk_thread, pwritev_all
-from vidbox.web.inputs import body_chunks, direct_body
+from vidbox.web.inputs import SplicedBody, body_chunks, direct_body
 
 MAX_FIELD_BYTES = 4096
-# Bytes spliced per step while the previous step's bytes are searched for the delimiter.
-DIRECT_STEP_BYTES = 4 * 1024 * 1024
-_SEARCH_SLICE = 1024 * 1024
+# Bytes spliced per step; each step is searched for the delimiter as it is moved.
+DIRECT_STEP_BYTES = 16 * 1024 * 1024
+# What follows the file is read back and parsed in slices of this size.
+_TAIL_SLICE = 1024 * 1024
 
 
 @dataclass
@@ -147,7 +147,7 @@ class _FilePart:
     """The file part of a multipart body, as a DirectBody: see the module docstring."""
 
     def __init__(
-        self, form: MultipartUpload, request: Request, parser: MultipartParser, body: DirectBody
+        self, form: MultipartUpload, request: Request, parser: MultipartParser, body: SplicedBody
     ) -> None:
         self.form, self.parser, self.body = form, parser, body
         self.chunks = body_chunks(request)
@@ -191,50 +191,34 @@ class _FilePart:
         )
 
     async def _splice_file(self, fd: int, start: int, limit: int) -> int:
-        """Splice the body into ``fd`` from ``start``, each step's bytes searched for the
-        delimiter on a disk thread while the next step arrives. Returns the file's size from
-        ``start``; more than ``limit`` (and then cut at ``limit`` + 1) when it is too large."""
-        end, found = start, None
-        search: asyncio.Future[int | None] | None = None
-        try:
-            while found is None:
-                moving = asyncio.ensure_future(self.body.to_file(fd, end, DIRECT_STEP_BYTES))
-                try:
-                    if search is not None:
-                        found, search = await search, None
-                    moved = await moving
-                except BaseException:
-                    # Never return while a thread may still write into ``fd``.
-                    moving.cancel()
-                    await asyncio.gather(moving, return_exceptions=True)
-                    raise
-                if found is None and moved == 0:
-                    raise BadRequest("The multipart body ended inside the file.")
-                # A delimiter may straddle two steps: the search starts before this one.
-                since = max(start, end - len(self.delimiter) + 1)
-                end += moved
-                if found is not None:
-                    break
-                search = asyncio.ensure_future(
-                    on_disk_thread(_find, fd, since, end, self.delimiter)
-                )
-                if self.body.remaining() == 0 or end - start > limit:
-                    found, search = await search, None
-                    if found is None and end - start > limit:
-                        await on_disk_thread(os.ftruncate, fd, start + limit + 1)
-                        self.done = True
-                        return limit + 1
-        finally:
-            if search is not None:
-                await asyncio.gather(search, return_exceptions=True)
+        """Splice the body into ``fd`` from ``start`` until the delimiter turns up in it.
+        Returns the file's size from ``start``; more than ``limit`` (and then cut at
+        ``limit`` + 1) when it is too large."""
+        end = since = start
+        while True:
+            moved, found = await self.body.to_file_until(
+                fd, end, DIRECT_STEP_BYTES, self.delimiter, since
+            )
+            end += moved
+            if found is not None:
+                break
+            if moved == 0:
+                raise BadRequest("The multipart body ended inside the file.")
+            if end - start > limit:
+                # Too large, delimiter or not: the spool refuses the upload.
+                await on_disk_thread(os.ftruncate, fd, start + limit + 1)
+                self.done = True
+                return limit + 1
+            # The delimiter may straddle this step and the next.
+            since = max(start, end - len(self.delimiter) + 1)
         await self._parse_after(fd, found, end)
         return found - start
 
     async def _parse_after(self, fd: int, found: int, end: int) -> None:
         """Give the parser what follows the file, from its delimiter on: first the bytes that
         went into the file past it (then cut away), then the rest of the body."""
-        for position in range(found, end, _SEARCH_SLICE):
-            data = await on_disk_thread(os.pread, fd, min(_SEARCH_SLICE, end - position), position)
+        for position in range(found, end, _TAIL_SLICE):
+            data = await on_disk_thread(os.pread, fd, min(_TAIL_SLICE, end - position), position)
             _write(self.parser, data)
         await on_disk_thread(os.ftruncate, fd, found)
         async for chunk in self.chunks:
@@ -242,22 +226,3 @@ class _FilePart:
         self.parser.finalize()
         self.form._check_complete()
         self.done = True
-
-
-def _find(fd: int, start: int, end: int, needle: bytes) -> int | None:
-    """The position of ``needle`` in the file between ``start`` and ``end``, or None."""
-    buffer = bytearray(_SEARCH_SLICE + len(needle))
-    view = memoryview(buffer)
-    position = start
-    while position < end:
-        count = min(len(buffer), end - position)
-        got = os.preadv(fd, [view[:count]], position)
-        if got <= 0:
-            raise OSError(f"the upload file ended at {position}, before {end}")
-        index = buffer.find(needle, 0, got)
-        if index >= 0:
-            return position + index
-        if position + got >= end:
-            return None
-        position += max(got - len(needle) + 1, 1)
-    return None
