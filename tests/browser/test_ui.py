@@ -9,6 +9,7 @@ from pathlib import Path
 from playwright.sync_api import Locator, Page, Request, expect
 
 from tests.browser.conftest import shoot
+from tests.proxy import BodyLimitProxy
 from tests.support import (
     PASSWORD,
     LiveServer,
@@ -120,6 +121,48 @@ def test_large_files_go_in_parts_of_the_configured_size(
         expect_ready_download(page, clip.read_bytes())
     finally:
         live.stop()
+
+
+def test_parts_shrink_to_pass_a_proxys_body_limit(
+    settings: Settings, page: Page, tmp_path: Path
+) -> None:
+    clip = make_test_clip(tmp_path / "proxied.mp4", size="640x360", seconds=6, lossless=True)
+    size = clip.stat().st_size
+    assert size > 2 * 1024 * 1024
+    vidbox_server = start_server(settings)
+    # In front of vidbox, a proxy refusing bodies over 1 MiB, as nginx does by default.
+    proxy = BodyLimitProxy(vidbox_server.url, max_body=1024 * 1024)
+    front = start_server(settings, app=proxy)  # type: ignore[arg-type]
+    try:
+        add_user(settings, "proxied@example.org")
+        sign_in(page, front, "proxied@example.org")
+
+        def patches() -> list[tuple[int, bool]]:
+            return [
+                (length, refused) for method, length, refused in proxy.bodies if method == "PATCH"
+            ]
+
+        page.set_input_files("#file-input", str(clip))
+        upload = page.locator("#upload-list .upload").first
+        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        # The whole file, then half of it, were refused; a quarter passed, and so on.
+        first = patches()
+        assert first[:3] == [(size, True), (size // 2, True), (size // 4, False)]
+        assert sum(length for length, refused in first if not refused) == size
+        expect_ready_download(page, clip.read_bytes())
+
+        # The next upload starts with parts of the size that passed, and none is refused.
+        page.set_input_files("#file-input", str(clip))
+        expect(page.locator("#upload-list .upload").first.locator(".state")).to_have_text(
+            "Uploaded — processing"
+        )
+        second = patches()[len(first) :]
+        assert max(second) == (size // 4, False)
+        assert sum(length for length, _ in second) == size
+    finally:
+        page.goto("about:blank")  # ends the event stream, so both servers stop at once
+        front.stop()
+        vidbox_server.stop()
 
 
 def test_a_full_disk_is_explained_and_the_upload_resumes_later(

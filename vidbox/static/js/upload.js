@@ -12,6 +12,11 @@
   const maxBytes = Number(zone.dataset.maxBytes);
   // Bytes per PATCH (uploads.part_bytes): few requests, each under any proxy's body limit.
   const CHUNK = Number(zone.dataset.partBytes) || 64 * 1024 * 1024;
+  // A reverse proxy with a smaller body limit (nginx's default is 1 MB) answers 413 itself:
+  // parts are then halved until they pass, and the size that passed is remembered.
+  const MIN_PART = 256 * 1024;
+  const partKey = `vidbox-part-bytes:${CHUNK}`;
+  let partBytes = Math.min(CHUNK, Number(localStorage.getItem(partKey)) || CHUNK);
   const RETRY_DELAYS = [1000, 3000, 5000, 10000, 20000, 30000];
   const queue = [];
   let active = null;
@@ -48,6 +53,11 @@
 
   function detailOf(xhr) {
     try { return JSON.parse(xhr.responseText).detail; } catch (_) { return `Error ${xhr.status}`; }
+  }
+
+  // vidbox answers errors with JSON {"detail"}; anything else came from something in between.
+  function fromVidbox(xhr) {
+    try { return typeof JSON.parse(xhr.responseText).detail === "string"; } catch (_) { return false; }
   }
 
   class Upload {
@@ -135,7 +145,7 @@
       while (this.offset < this.file.size) {
         if (this.paused || this.cancelled) return;
         this.show("Uploading", ["pause", "cancel"]);
-        const end = Math.min(this.offset + CHUNK, this.file.size);
+        const end = Math.min(this.offset + partBytes, this.file.size);
         const base = this.offset;
         try {
           const xhr = await request(
@@ -157,6 +167,11 @@
             this.offset = Number(head.getResponseHeader("Upload-Offset"));
             continue;
           }
+          if (xhr.status === 413 && !fromVidbox(xhr) && end - base > MIN_PART) {
+            partBytes = Math.max(MIN_PART, Math.floor((end - base) / 2));
+            localStorage.setItem(partKey, String(partBytes));
+            continue;
+          }
           if (xhr.status === 507) {
             // The server's disk is full: it kept what arrived; retrying is for the person to
             // decide once space is freed, so the upload stays resumable.
@@ -164,7 +179,11 @@
           }
           if (xhr.status >= 400 && xhr.status < 500 && xhr.status !== 423) {
             localStorage.removeItem(storeKey(this.file));
-            throw Object.assign(new Error(detailOf(xhr)), { final: true });
+            const detail = xhr.status === 413 && !fromVidbox(xhr)
+              ? "A proxy in front of vidbox refuses even small parts as too large: raise its " +
+                "body size limit (nginx: client_max_body_size)."
+              : detailOf(xhr);
+            throw Object.assign(new Error(detail), { final: true });
           }
           throw new Error(detailOf(xhr));
         } catch (error) {
