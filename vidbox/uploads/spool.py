@@ -320,67 +320,76 @@ class UploadSpool:
         ``direct`` is the same body, for the server to move into the file itself; it is used
         when no checksum needs the bytes and the body fits in the upload.
         """
+        with _disk_full_refused(self.root):
+            return await self._append(upload_id, expected_offset, chunks, length, checksum, direct)
+
+    async def _append(
+        self,
+        upload_id: str,
+        expected_offset: int,
+        chunks: AsyncIterator[Chunk],
+        length: int,
+        checksum: tuple[str, bytes] | None,
+        direct: DirectBody | None,
+    ) -> int:
         hasher = None
         if checksum:  # guards against corruption in transit, not against an attacker
             hasher = hashlib.new(checksum_algorithm(checksum[0]), usedforsecurity=False)
-        with _disk_full_refused(self.root):
-            async with self._exclusive(upload_id) as fd:
-                current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
-                if expected_offset != current:
-                    raise OffsetMismatch(current)
-                if direct is not None and not checksum and direct.remaining() <= length - current:
-                    # Every byte that arrives is in the file at once: a cut-off body keeps them.
-                    while got := await direct.to_file(fd, current, length - current):
-                        current += got
-                    return current
-                if checksum:
-                    await on_disk_thread(
-                        write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
-                    )
-                writer = OverlappedWriter(
-                    fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher
+        async with self._exclusive(upload_id) as fd:
+            current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
+            if expected_offset != current:
+                raise OffsetMismatch(current)
+            if direct is not None and not checksum and direct.remaining() <= length - current:
+                # Every byte that arrives is in the file at once: a cut-off body keeps them.
+                while got := await direct.to_file(fd, current, length - current):
+                    current += got
+                return current
+            if checksum:
+                await on_disk_thread(
+                    write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
                 )
-                too_large = False
-                try:
-                    async for chunk in chunks:
-                        room = length - writer.received
-                        if len(chunk) > room:
-                            chunk, too_large = chunk[:room], True
-                        await writer.add(chunk)
-                        if too_large:
-                            break
-                    written = await writer.flush()
-                except Exception:
-                    unwritten = await writer.finish()
-                    await on_disk_thread(
-                        self._settle_broken_body,
-                        upload_id,
-                        fd,
-                        unwritten,
-                        writer.written,
-                        expected_offset,
-                        checksum,
-                    )
-                    raise
-                except BaseException:
-                    # Cancelled: awaiting again is not dependable here, so settle inline.
-                    self._settle_broken_body(
-                        upload_id, fd, writer.settle(), writer.written, expected_offset, checksum
-                    )
-                    raise
-                if checksum:
-                    verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
-                    if verified:
-                        await on_disk_thread(self._verify_path(upload_id).unlink)
-                    else:
-                        await on_disk_thread(
-                            self._discard_unverified, upload_id, fd, expected_offset
-                        )
-                        if not too_large:
-                            raise ChecksumMismatch()
-                if too_large:
-                    raise TooLarge(f"The upload is {length} bytes; this part goes past the end.")
-                return written
+            writer = OverlappedWriter(
+                fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher
+            )
+            too_large = False
+            try:
+                async for chunk in chunks:
+                    room = length - writer.received
+                    if len(chunk) > room:
+                        chunk, too_large = chunk[:room], True
+                    await writer.add(chunk)
+                    if too_large:
+                        break
+                written = await writer.flush()
+            except Exception:
+                unwritten = await writer.finish()
+                await on_disk_thread(
+                    self._settle_broken_body,
+                    upload_id,
+                    fd,
+                    unwritten,
+                    writer.written,
+                    expected_offset,
+                    checksum,
+                )
+                raise
+            except BaseException:
+                # Cancelled: awaiting again is not dependable here, so settle inline.
+                self._settle_broken_body(
+                    upload_id, fd, writer.settle(), writer.written, expected_offset, checksum
+                )
+                raise
+            if checksum:
+                verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
+                if verified:
+                    await on_disk_thread(self._verify_path(upload_id).unlink)
+                else:
+                    await on_disk_thread(self._discard_unverified, upload_id, fd, expected_offset)
+                    if not too_large:
+                        raise ChecksumMismatch()
+            if too_large:
+                raise TooLarge(f"The upload is {length} bytes; this part goes past the end.")
+            return written
 
     def _discard_unverified(self, upload_id: str, fd: int, expected_offset: int) -> None:
         truncate_synced(fd, expected_offset)
