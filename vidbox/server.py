@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from vidbox.config import Settings
 
 ZEROCOPY_SEND: Final = "http.response.zerocopysend"
+# ``{"event": asyncio.Event}``, set once the server begins to shut down. A response that never
+# ends by itself (an event stream) watches it and finishes; otherwise it would hold the
+# shutdown until uvicorn's timeout cancels it, and a container manager kills the process
+# before the app's own shutdown (the job runner) runs.
+SERVER_STOPPING: Final = "vidbox.server.stopping"
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         "proxy_headers": bool(trusted),
         "forwarded_allow_ips": trusted or None,
         "server_header": False,
-        "timeout_graceful_shutdown": 10,
+        # Below the 10 s Docker and Podman give between SIGTERM and SIGKILL, so the app's own
+        # shutdown still runs after requests that outlast it are cancelled.
+        "timeout_graceful_shutdown": 5,
         # asyncio's loop, not uvloop: only asyncio's implements loop.sendfile.
         "loop": "asyncio",
         "http": ZeroCopyHttpProtocol,
@@ -68,7 +75,15 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
 class ZeroCopyHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the ASGI zero-copy send extension, and request
     bodies handed to the app as the parser produced them or read by the app itself (see
-    ``vidbox.request_body``)."""
+    ``vidbox.request_body``), and each request told when the server begins to shut down."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.stopping = asyncio.Event()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        super().shutdown()
 
     def on_headers_complete(self) -> None:
         previous = self.cycle
@@ -85,6 +100,7 @@ class ZeroCopyHttpProtocol(HttpToolsProtocol):
             handoff.feed(body)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        cycle.scope.setdefault("extensions", {})[SERVER_STOPPING] = {"event": self.stopping}
         if _zerocopy_possible(self.loop, cycle):
             cycle.scope.setdefault("extensions", {})[ZEROCOPY_SEND] = {}
             cycle.send = _zerocopy_send(self.loop, cycle, cycle.send)

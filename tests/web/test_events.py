@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.support import LiveServer, add_user, api_login, bearer
+from tests.support import LiveServer, add_user, api_login, bearer, start_server
+from vidbox.config import Settings
 
 Events = list[tuple[str, dict[str, Any]]]
 
@@ -79,3 +80,25 @@ def test_user_stream_shows_only_the_users_own_videos(live: LiveServer, clip: Pat
     with live.client() as client:
         assert client.get("/api/videos/" + video_id + "/events", headers=other).status_code == 404
         assert client.get("/api/events").status_code == 401
+
+
+def test_open_streams_end_when_the_server_shuts_down(settings: Settings) -> None:
+    """An open page must not hold a shutdown until uvicorn's wait runs out (here 40 s, then
+    the stream is cut mid-chunk, which raises): the stream ends cleanly at once, and the
+    app's own shutdown runs."""
+    live = start_server(settings, timeout_graceful_shutdown=40)
+    try:
+        add_user(settings, "cy@example.org")
+        with live.client() as client:
+            auth = bearer(api_login(client, "cy@example.org")["access"])
+            with client.stream("GET", "/api/events", headers=auth) as response:
+                lines = response.iter_lines()
+                assert "event: notifications" in lines  # the stream is live
+                live.server.should_exit = True
+                for _ in lines:  # to the end; a body cut off mid-chunk raises here
+                    pass
+        live.thread.join(timeout=30)
+        assert not live.thread.is_alive()
+        assert live.app.state.services.runner is None  # the lifespan's shutdown ran
+    finally:
+        live.stop()

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from vidbox.models import Video, VideoStatus, utcnow
+from vidbox.server import SERVER_STOPPING
 from vidbox.sharing import unread_count
 from vidbox.videos import renditions_of, video_json
 from vidbox.web.auth import require_user
@@ -39,14 +40,35 @@ def _settled(video: Video) -> bool:
     )
 
 
+def _server_stopping(request: Request) -> asyncio.Event | None:
+    extension = request.scope.get("extensions", {}).get(SERVER_STOPPING)
+    return extension["event"] if extension else None
+
+
+async def _stopping_within(seconds: float, stopping: asyncio.Event | None) -> bool:
+    """Wait ``seconds``; True as soon as the server begins to shut down."""
+    if stopping is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def _stream(
     request: Request, video_ids: list[str] | None, owner_id: str
 ) -> AsyncIterator[bytes]:
     """Changes of the given videos, or (``video_ids`` None) of every video of the owner that
     changed since the last look or is still being worked on, plus the unread notification
     count. Rows carry ``updated_at``, so a video that goes from upload to ready between two
-    polls is still seen."""
+    polls is still seen.
+
+    When the server shuts down the stream ends, and the browser's EventSource reconnects
+    (``retry``) once vidbox is back."""
     db = services_of(request).db
+    stopping = _server_stopping(request)
     seen: dict[str, dict[str, Any]] = {}
     watching: set[str] = set()  # videos still changing: if one vanishes, it was deleted
     unread: int | None = None
@@ -95,7 +117,8 @@ async def _stream(
         if time.monotonic() - last_sent > HEARTBEAT_SECONDS:
             last_sent = time.monotonic()
             yield b": keep-alive\n\n"
-        await asyncio.sleep(POLL_SECONDS)
+        if await _stopping_within(POLL_SECONDS, stopping):
+            return
 
 
 async def video_events(request: Request, video: Video) -> StreamingResponse:
