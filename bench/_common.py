@@ -66,6 +66,16 @@ def read_status_kib(pid: int, field_name: str) -> int:
     return int(match.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds another process has used so far (all its threads, not its children), to
+    the nanosecond: /proc/<pid>/stat counts 10 ms ticks, too coarse for a 40 ms upload.
+
+    Linux names a process's CPU clock ``(~pid << 3) | 2`` (MAKE_PROCESS_CPUCLOCK with
+    CPUCLOCK_SCHED, what glibc's clock_getcpuclockid returns); Python has no wrapper for it.
+    """
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
 def stop_process(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL if it is still there after 30 s."""
     if proc.poll() is not None:

@@ -12,9 +12,10 @@ starts a fresh ``vidbox serve`` on a temporary data folder and measures, one aft
   from a generator that reads the file in 1 MiB slices;
 - tus 1 PATCH: the same with the whole file in one PATCH, as tus-js-client (Uppy) and tuspy
   send by default;
-- multipart: one POST /api/videos whose multipart body (a title field, then the file) httpx
-  streams from 1 MiB slices of the file, as ``curl -F`` streams it (httpx's ``files=``
-  encoder reads 64 KiB at a time and was slower than the server);
+- multipart: one POST /api/videos whose multipart body (a title field, then the file, with a
+  boundary shaped like curl's) httpx streams from 1 MiB slices of the file, as ``curl -F``
+  streams it (httpx's ``files=`` encoder reads 64 KiB at a time and was slower than the
+  server);
 - client ceiling: the same PATCH requests sent to a socket sink (another process that reads and
   discards the bodies), which shows the client is not what limits the uploads;
 - raw receiver: the same again, with the sink writing the bodies into a file in the data
@@ -29,6 +30,12 @@ is several times slower than into pages freed a moment ago, so each must meet th
 the same state. Every round's figures are printed as it ends, and each round's upload-to-cp
 ratios at the end.
 
+Each step's CPU time is measured too: of the receiving side (``cp`` itself, the socket sink,
+the vidbox server) and of the sending client (this process's thread). Wall-clock figures on a
+shared VM swing with what the host does; CPU seconds per GiB swing far less, and show whether
+the server or the machine sets the pace: client and server share the cores, which ``cp``
+has to itself.
+
 MB/s is 10^6 bytes a second. Every run reads a warm source file (the page cache cannot be
 dropped here), ``cp`` and the uploads alike. The file is the first 4 KiB of a real MP4 made by
 the bundled FFmpeg followed by random bytes: it passes vidbox's checks, FFmpeg then fails on it,
@@ -42,6 +49,7 @@ import argparse
 import base64
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,6 +67,7 @@ from _common import (
     VidboxServer,
     api_login,
     clean_env,
+    cpu_seconds,
     create_user,
     load_note,
     ratio,
@@ -143,10 +152,19 @@ UPLOADS = ("tus", "tus 1 PATCH", "multipart")
 
 
 @dataclass
+class Timing:
+    """One timed step: how long it took and the CPU time it cost."""
+
+    seconds: float
+    receiver_cpu: float  # cp, the socket sink, or the vidbox server
+    client_cpu: float = 0.0  # the sending thread of this process (none for cp)
+
+
+@dataclass
 class SizeResult:
     size: int
-    times: dict[str, list[float]]  # seconds of each round, by step
-    ceiling: float  # the tus PATCHes sent to the sink, best of the rounds
+    times: dict[str, list[Timing]]  # each round's timing, by step
+    ceiling: float  # seconds of the tus PATCHes sent to the sink, best of the rounds
     start_hwm_mb: float  # VmHWM after start-up, before anyone signed in
     login_hwm_mb: float  # VmHWM after the API sign-in (argon2 needs 64 MiB for a moment)
     upload_rss_mb: float  # the highest VmRSS sampled while the uploads ran
@@ -154,11 +172,21 @@ class SizeResult:
 
     def best(self, step: str) -> float:
         """MB/s of the step's best round."""
-        return self.mbps(min(self.times[step]))
+        return self.mbps(min(t.seconds for t in self.times[step]))
 
     def round_ratios(self, step: str) -> list[float]:
         """Each round's MB/s for ``step`` over the same round's cp."""
-        return [c / t for c, t in zip(self.times["cp"], self.times[step], strict=True)]
+        pairs = zip(self.times["cp"], self.times[step], strict=True)
+        return [c.seconds / t.seconds for c, t in pairs]
+
+    def cpu_per_gib(self, step: str) -> tuple[float, float]:
+        """Median CPU seconds per GiB of the step's rounds: receiving side, client."""
+        gibs = self.size / (1024 * MIB)
+        rounds = self.times[step]
+        return (
+            statistics.median(t.receiver_cpu for t in rounds) / gibs,
+            statistics.median(t.client_cpu for t in rounds) / gibs,
+        )
 
     def mbps(self, seconds: float) -> float:
         return self.size / seconds / 1e6
@@ -214,15 +242,27 @@ def prewarm(folder: Path, size: int) -> None:
     os.sync()  # no earlier writeback left to compete with the timed run
 
 
-def time_cp(source: Path, target: Path, *, then_sync: bool) -> float:
+def thread_cpu() -> float:
+    """CPU seconds this thread has used: the client's share, without the RSS sampler's."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_cp(source: Path, target: Path, *, then_sync: bool) -> Timing:
     prewarm(target.parent, source.stat().st_size)
+    cpu_before = children_cpu()
     started = time.perf_counter()
     subprocess.run(["cp", str(source), str(target)], check=True)
     if then_sync:
         subprocess.run(["sync", str(target)], check=True)
     elapsed = time.perf_counter() - started
     target.unlink()
-    return elapsed
+    return Timing(elapsed, children_cpu() - cpu_before)
 
 
 def file_slices(path: Path, start: int, length: int) -> Iterator[bytes]:
@@ -295,7 +335,9 @@ def multipart_body(path: Path, boundary: str) -> tuple[int, Iterator[bytes]]:
 
 
 def multipart_upload(client: httpx.Client, auth: dict[str, str], path: Path) -> str:
-    boundary = f"bench{random.getrandbits(64):016x}"
+    # curl's shape of boundary: its length sets how fast the server's delimiter search runs
+    # (a 44-byte delimiter is found about 1.6x faster than a 27-byte one).
+    boundary = f"{'-' * 24}{random.getrandbits(64):016x}"
     length, chunks = multipart_body(path, boundary)
     response = client.post(
         "/api/videos",
@@ -316,9 +358,9 @@ def multipart_upload(client: httpx.Client, auth: dict[str, str], path: Path) -> 
 
 def client_ceiling(
     path: Path, patch_bytes: int, write_to: Path | None = None, *, splice: bool = False
-) -> float:
-    """Seconds to send ``path`` as tus-sized PATCH requests to the socket sink, which writes
-    them into ``write_to`` when given (removed afterwards), with ``splice`` if asked."""
+) -> Timing:
+    """Sends ``path`` as tus-sized PATCH requests to the socket sink, which writes them into
+    ``write_to`` when given (removed afterwards), with ``splice`` if asked."""
     command = [sys.executable, "-c", SINK, *([str(write_to)] if write_to else [])]
     if splice:
         command.append("splice")
@@ -332,6 +374,7 @@ def client_ceiling(
                 prewarm(write_to.parent, size)
             else:
                 os.sync()
+            sink_cpu, client_cpu = cpu_seconds(sink.pid), thread_cpu()
             started = time.perf_counter()
             for offset in range(0, size, patch_bytes):
                 length = min(patch_bytes, size - offset)
@@ -342,7 +385,9 @@ def client_ceiling(
                 )
                 if response.status_code != 204:
                     raise RuntimeError(f"the sink answered {response.status_code}")
-            return time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            sink_cpu = cpu_seconds(sink.pid) - sink_cpu
+            return Timing(elapsed, sink_cpu, thread_cpu() - client_cpu)
     finally:
         sink.kill()
         sink.wait(timeout=10)
@@ -365,17 +410,23 @@ def settle(client: httpx.Client, auth: dict[str, str], video_id: str) -> str:
 
 
 def timed_upload(
-    client: httpx.Client, auth: dict[str, str], upload: Callable[[], str], data_dir: Path, size: int
-) -> float:
-    """Seconds an upload of ``size`` bytes takes (after ``prewarm`` of ``data_dir``); then
-    waits for its video to settle."""
-    prewarm(data_dir, size)
+    server: VidboxServer,
+    client: httpx.Client,
+    auth: dict[str, str],
+    upload: Callable[[], str],
+    size: int,
+) -> Timing:
+    """Times an upload of ``size`` bytes (after ``prewarm`` of the data folder), then waits
+    for its video to settle. The server's CPU is read before processing gets going."""
+    prewarm(server.data_dir, size)
+    server_cpu, client_cpu = cpu_seconds(server.pid), thread_cpu()
     started = time.perf_counter()
     video_id = upload()
     seconds = time.perf_counter() - started
+    timing = Timing(seconds, cpu_seconds(server.pid) - server_cpu, thread_cpu() - client_cpu)
     status = settle(client, auth, video_id)
     print(f"  video {status} after {size / seconds / 1e6:.0f} MB/s", flush=True)
-    return seconds
+    return timing
 
 
 def measure_size(
@@ -394,7 +445,7 @@ def measure_size(
         copy = data_dir / "cp-copy.mp4"
         time_cp(source, copy, then_sync=True)  # first touches of fresh memory are slow in a VM
         print(f"{label}: client ceiling (PATCHes to a socket sink) ...", flush=True)
-        ceiling = min(client_ceiling(source, patch_bytes) for _ in range(rounds))
+        ceiling = min(client_ceiling(source, patch_bytes).seconds for _ in range(rounds))
         with (
             VidboxServer(data_dir, env).start() as server,
             httpx.Client(base_url=server.url, timeout=UPLOAD_TIMEOUT) as client,
@@ -402,7 +453,7 @@ def measure_size(
             start_hwm = server.peak_rss_mb()
             auth = api_login(client)
             login_hwm = server.peak_rss_mb()
-            times: dict[str, list[float]] = {step: [] for step in STEPS}
+            times: dict[str, list[Timing]] = {step: [] for step in STEPS}
             raw_file = data_dir / "raw.bin"
             steps = {
                 "cp": lambda: time_cp(source, copy, then_sync=False),
@@ -410,17 +461,17 @@ def measure_size(
                 "raw": lambda: client_ceiling(source, patch_bytes, raw_file),
                 "splice": lambda: client_ceiling(source, patch_bytes, raw_file, splice=True),
                 "tus": lambda: timed_upload(
+                    server,
                     client,
                     auth,
                     lambda: tus_upload(client, auth, source, patch_bytes),
-                    data_dir,
                     size,
                 ),
                 "tus 1 PATCH": lambda: timed_upload(
-                    client, auth, lambda: tus_upload(client, auth, source, size), data_dir, size
+                    server, client, auth, lambda: tus_upload(client, auth, source, size), size
                 ),
                 "multipart": lambda: timed_upload(
-                    client, auth, lambda: multipart_upload(client, auth, source), data_dir, size
+                    server, client, auth, lambda: multipart_upload(client, auth, source), size
                 ),
             }
             with RssSampler(server.pid) as sampled:
@@ -431,7 +482,9 @@ def measure_size(
                     for step, run in steps.items():
                         print(f"{label}: round {round_}: {STEPS[step]} ...", flush=True)
                         times[step].append(run())
-                    line = ", ".join(f"{n} {size / t[-1] / 1e6:.0f}" for n, t in times.items())
+                    line = ", ".join(
+                        f"{n} {size / t[-1].seconds / 1e6:.0f}" for n, t in times.items()
+                    )
                     print(f"{label}: round {round_} MB/s: {line}", flush=True)
             peak = server.peak_rss_mb()
     finally:
@@ -465,6 +518,16 @@ def report(results: list[SizeResult], patch_bytes: int, rounds: int, note: str) 
             print(
                 f"{r.size // MIB:>5} MiB {step:>11}: {ratio(mbps, r.best('cp'))} | "
                 f"{ratio(mbps, r.best('cp+sync'))} | {ratio(mbps, r.best('splice'))}"
+            )
+    print("CPU seconds per GiB, median of the rounds: receiving side (cp itself, the sink, the")
+    print("vidbox server) + sending client; the ratio is the receiving side's CPU over cp's")
+    for r in results:
+        cp_cpu, _ = r.cpu_per_gib("cp")
+        for step in ("cp", "raw", "splice", *UPLOADS):
+            receiver, sender = r.cpu_per_gib(step)
+            print(
+                f"{r.size // MIB:>5} MiB {step:>11}: {receiver:5.2f} + {sender:5.2f} client "
+                f"({ratio(receiver, cp_cpu)})"
             )
     print("each round's ratio to the cp of the same round (a round that met cold memory in one")
     print("step and not the other shows as an outlier):")
