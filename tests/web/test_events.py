@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,17 @@ def read_events(
     response: httpx.Response, *, until: str | Callable[[Events], bool], deadline: float = 60
 ) -> Events:
     """Events from a stream until the named event arrives (or ``until(events)`` holds)."""
+    return read_events_from(response.iter_lines(), until=until, deadline=deadline)
+
+
+def read_events_from(
+    lines: Iterator[str], *, until: str | Callable[[Events], bool], deadline: float = 60
+) -> Events:
+    """``read_events`` from a stream's line iterator, which can be read on afterwards."""
     events: Events = []
     name = ""
     stop_at = time.monotonic() + deadline
-    for line in response.iter_lines():
+    for line in lines:
         assert time.monotonic() < stop_at, f"no {until!r} event in {deadline}s: {events}"
         if line.startswith("event: "):
             name = line[7:]
@@ -102,3 +109,21 @@ def test_open_streams_end_when_the_server_shuts_down(settings: Settings) -> None
         assert live.app.state.services.runner is None  # the lifespan's shutdown ran
     finally:
         live.stop()
+
+
+def test_a_cancelled_upload_leaves_open_pages(live: LiveServer) -> None:
+    """tus termination removes the UPLOADING video; open dashboards hear of it."""
+    add_user(live.settings, "dee@example.org")
+    with live.client() as client, live.client() as watcher:
+        auth = bearer(api_login(client, "dee@example.org")["access"])
+        tus = {**auth, "Tus-Resumable": "1.0.0"}
+        with watcher.stream("GET", "/api/events", headers=auth) as stream:
+            lines = stream.iter_lines()
+            created = client.post("/api/uploads", headers={**tus, "Upload-Length": "1000"})
+            assert created.status_code == 201
+            video_id = created.headers["Vidbox-Video-Id"]
+            seen = read_events_from(lines, until=lambda e: e[-1][0] == "video")
+            assert seen[-1][1]["id"] == video_id
+            assert client.delete(created.headers["Location"], headers=tus).status_code == 204
+            gone = read_events_from(lines, until=lambda e: e[-1][0] == "deleted")
+            assert gone[-1][1] == {"id": video_id}
