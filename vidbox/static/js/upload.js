@@ -35,7 +35,8 @@
     return null;
   }
 
-  function request(method, url, headers, body, onProgress) {
+  // ``holder.current`` is set to the request, for its upload's pause and cancel to abort.
+  function request(method, url, headers, body, onProgress, holder) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open(method, url);
@@ -47,7 +48,7 @@
       xhr.onerror = () => reject(new Error("network"));
       xhr.onabort = () => reject(new Error("aborted"));
       xhr.send(body ?? null);
-      request.current = xhr;
+      if (holder) holder.current = xhr;
     });
   }
 
@@ -60,9 +61,15 @@
     try { return typeof JSON.parse(xhr.responseText).detail === "string"; } catch (_) { return false; }
   }
 
+  // Uploads a reload (or a closed tab) left unfinished, by file fingerprint: shown until the
+  // same file is chosen again, or the upload is cancelled.
+  const interrupted = new Map();
+
   class Upload {
     constructor(file) {
       this.file = file;
+      interrupted.get(storeKey(file))?.remove();
+      interrupted.delete(storeKey(file));
       this.el = template.content.firstElementChild.cloneNode(true);
       this.el.querySelector(".name").textContent = file.name;
       this.bar = this.el.querySelector("progress");
@@ -110,34 +117,43 @@
     }
 
     async start() {
+      if (this.paused || this.cancelled) return;  // while it waited its turn
       const bad = problem(this.file);
       if (bad) {
         this.show(bad);
         this.el.classList.add("failed");
         return;
       }
+      // Not aborted by cancel: a creation the server got makes an upload either way, and
+      // cancel removes it once this says where it is.
+      this.created = this.create();
+      await this.created;
+      if (this.paused || this.cancelled) return;
+      await this.send();
+    }
+
+    async create() {
       this.url = localStorage.getItem(storeKey(this.file));
       if (this.url) {
         const head = await request("HEAD", this.url, {}).catch(() => null);
         if (head && head.status === 200) {
           this.offset = Number(head.getResponseHeader("Upload-Offset"));
-        } else {
-          this.url = null;
+          this.progress(this.offset);
+          return;
         }
+        this.url = null;
       }
-      if (!this.url) {
-        const meta = `filename ${b64(this.file.name)},filetype ${b64(this.file.type || "")}`;
-        const created = await request("POST", "/api/uploads", {
-          "Upload-Length": String(this.file.size),
-          "Upload-Metadata": meta,
-        });
-        if (created.status !== 201) throw new Error(detailOf(created));
-        this.url = created.getResponseHeader("Location");
-        this.videoId = created.getResponseHeader("Vidbox-Video-Id");
-        localStorage.setItem(storeKey(this.file), this.url);
-        document.dispatchEvent(new CustomEvent("vidbox:video-created", { detail: this.videoId }));
-      }
-      await this.send();
+      const meta = `filename ${b64(this.file.name)},filetype ${b64(this.file.type || "")}`;
+      const created = await request("POST", "/api/uploads", {
+        "Upload-Length": String(this.file.size),
+        "Upload-Metadata": meta,
+      });
+      if (created.status !== 201) throw new Error(detailOf(created));
+      this.url = created.getResponseHeader("Location");
+      if (this.cancelled) return;
+      localStorage.setItem(storeKey(this.file), this.url);
+      const videoId = created.getResponseHeader("Vidbox-Video-Id");
+      document.dispatchEvent(new CustomEvent("vidbox:video-created", { detail: videoId }));
     }
 
     async send() {
@@ -154,6 +170,7 @@
             { "Content-Type": "application/offset+octet-stream", "Upload-Offset": String(base) },
             this.file.slice(base, end),
             (loaded) => this.progress(base + loaded),
+            this,
           );
           this.xhr = null;
           if (xhr.status === 204) {
@@ -163,7 +180,7 @@
             continue;
           }
           if (xhr.status === 409) {
-            const head = await request("HEAD", this.url, {});
+            const head = await request("HEAD", this.url, {}, null, null, this);
             this.offset = Number(head.getResponseHeader("Upload-Offset"));
             continue;
           }
@@ -192,7 +209,8 @@
           const delay = RETRY_DELAYS[Math.min(attempt++, RETRY_DELAYS.length - 1)];
           this.show(`Connection lost, retrying in ${Math.round(delay / 1000)} s…`, ["pause", "cancel"]);
           await new Promise((r) => setTimeout(r, delay));
-          const head = await request("HEAD", this.url, {}).catch(() => null);
+          if (this.paused || this.cancelled) return;
+          const head = await request("HEAD", this.url, {}, null, null, this).catch(() => null);
           if (head && head.status === 200) this.offset = Number(head.getResponseHeader("Upload-Offset"));
         }
       }
@@ -204,14 +222,17 @@
 
     pause() {
       this.paused = true;
-      request.current?.abort();
+      this.current?.abort();
       this.show("Paused", ["resume", "cancel"]);
     }
 
     async resume() {
       this.paused = false;
       this.el.classList.remove("failed");
+      const waiting = queue.indexOf(this);
+      if (waiting >= 0) queue.splice(waiting, 1);  // it goes now, not again in its turn
       try {
+        await this.created?.catch(() => null);  // paused while being created
         if (!this.url) await this.start();
         else await this.send();
       } catch (error) {
@@ -221,17 +242,19 @@
 
     async cancel() {
       this.cancelled = true;
-      request.current?.abort();
+      this.current?.abort();
+      this.show("Cancelled");
+      this.el.classList.add("cancelled");
+      await this.created?.catch(() => null);
       if (this.url) {
         await request("DELETE", this.url, {}).catch(() => null);
         localStorage.removeItem(storeKey(this.file));
       }
-      this.show("Cancelled");
-      this.el.classList.add("cancelled");
       next();
     }
 
     fail(error) {
+      if (this.cancelled) return;
       this.show(error.message === "network" ? "Could not reach the server." : error.message, ["retry", "cancel"]);
       this.el.classList.add("failed");
     }
@@ -242,7 +265,7 @@
 
   async function next() {
     if (running(active)) return;
-    active = queue.shift() || null;
+    do active = queue.shift() || null; while (active?.cancelled);
     if (!active) return;
     try {
       await active.start();
@@ -256,6 +279,53 @@
     for (const file of files) queue.push(new Upload(file));
     next();
   }
+
+  // A reload or a closed tab leaves uploads unfinished: the server keeps what arrived (until
+  // the upload expires) and this browser remembers where. Show them; choosing the same file
+  // again picks up from the server's offset.
+  async function showInterrupted() {
+    const prefix = `vidbox-upload:${zone.dataset.user}:`;
+    const keys = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      if (localStorage.key(i).startsWith(prefix)) keys.push(localStorage.key(i));
+    }
+    for (const key of keys) {
+      const url = localStorage.getItem(key);
+      const head = await request("HEAD", url, {}).catch(() => null);
+      if (!head) continue;  // the server is unreachable now: ask again on the next visit
+      if (head.status !== 200) {
+        localStorage.removeItem(key);  // finished, cancelled or expired meanwhile
+        continue;
+      }
+      if (interrupted.has(key) || queue.some((u) => storeKey(u.file) === key)) continue;
+      const offset = Number(head.getResponseHeader("Upload-Offset"));
+      const length = Number(head.getResponseHeader("Upload-Length"));
+      const el = template.content.firstElementChild.cloneNode(true);
+      el.dataset.interrupted = "";
+      el.querySelector(".name").textContent = key.slice(prefix.length).replace(/:\d+:\d+$/, "");
+      el.querySelector("progress").max = length;
+      el.querySelector("progress").value = offset;
+      const pct = Math.floor((offset / length) * 100);
+      el.querySelector(".stats").textContent = `${vidbox.bytes(offset)} of ${vidbox.bytes(length)} · ${pct}%`;
+      el.querySelector(".state").textContent = "Interrupted: choose the same file again to resume";
+      for (const button of el.querySelectorAll("button")) button.hidden = true;
+      const resume = el.querySelector("[data-action=resume]");
+      resume.hidden = false;
+      resume.onclick = () => input.click();
+      const cancel = el.querySelector("[data-action=cancel]");
+      cancel.hidden = false;
+      cancel.onclick = async () => {
+        cancel.disabled = true;
+        await request("DELETE", url, {}).catch(() => null);
+        localStorage.removeItem(key);
+        interrupted.delete(key);
+        el.remove();
+      };
+      interrupted.set(key, el);
+      list.append(el);
+    }
+  }
+  showInterrupted();
 
   input.addEventListener("change", () => {
     add([...input.files]);

@@ -1,0 +1,231 @@
+"""The upload panel's controls in a real browser: pause and resume, cancel (also of a file
+still waiting its turn), resume after a reload, and retrying a dropped connection.
+
+A ``PatchGate`` holds the browser's tus PATCH requests once some have passed, so each test
+acts while an upload is surely mid-way, with no timing involved. While Playwright routes a
+page's requests, that page's event stream delivers nothing (Chromium holds the streamed
+answer), so the tests load the page afresh before waiting on live updates; the live events
+themselves are tested over HTTP in tests/web/test_events.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, Request, Route, expect
+
+from tests.browser.conftest import shoot
+from tests.browser.test_ui import expect_ready_download, sign_in
+from tests.support import LiveServer, add_user, make_test_clip, start_server, wait_until
+from vidbox.config import Settings
+
+PART = 256 * 1024
+UPLOADS = "**/api/uploads/*"
+
+
+class PatchGate:
+    """Lets the first ``let_through`` PATCH requests of the page go, and holds the rest."""
+
+    def __init__(self, page: Page, let_through: int) -> None:
+        self.page, self.let_through = page, let_through
+        self.held: list[Route] = []
+        page.route(UPLOADS, self._route)
+
+    def _route(self, route: Route) -> None:
+        if route.request.method != "PATCH":
+            route.continue_()
+        elif self.let_through > 0:
+            self.let_through -= 1
+            route.continue_()
+        else:
+            self.held.append(route)
+
+    def wait_for_held(self, timeout: float = 30) -> Route:
+        deadline = time.monotonic() + timeout
+        while not self.held:
+            assert time.monotonic() < deadline, "no PATCH request was held"
+            self.page.wait_for_timeout(20)  # lets Playwright deliver the route
+        return self.held[0]
+
+    def open(self) -> None:
+        """Every later request goes through, and so does a held one the page still waits for
+        (one a pause, a cancel or a reload aborted is gone)."""
+        self.page.unroute(UPLOADS, self._route)
+
+
+@pytest.fixture(scope="module")
+def big_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    clip = make_test_clip(
+        tmp_path_factory.mktemp("controls") / "holiday.mp4", seconds=4, lossless=True
+    )
+    assert clip.stat().st_size > 3 * PART
+    return clip
+
+
+@pytest.fixture
+def live_parts(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
+    """vidbox sending the browser's uploads in parts of 256 KiB, so a clip takes several."""
+    live = start_server(make_settings({"VIDBOX_UPLOADS__PART_BYTES": str(PART)}))
+    yield live
+    live.stop()
+
+
+def reload_then_ready_download(page: Page, expected: bytes) -> None:
+    page.reload()
+    expect_ready_download(page, expected)
+
+
+def patch_offsets(page: Page) -> list[int]:
+    """Upload-Offset of every PATCH the page sends from now on."""
+    offsets: list[int] = []
+
+    def record(request: Request) -> None:
+        if request.method == "PATCH":
+            offsets.append(int(request.headers["upload-offset"]))
+
+    page.on("request", record)
+    return offsets
+
+
+def spool_bytes(live: LiveServer) -> list[int]:
+    return [part.stat().st_size for part in live.settings.spool_dir.glob("*.part")]
+
+
+def test_pause_then_resume_goes_on_from_the_servers_offset(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "pia@example.org")
+    sign_in(page, live_parts, "pia@example.org")
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", str(big_clip))
+    upload = page.locator("#upload-list .upload").first
+    gate.wait_for_held()
+    upload.locator("[data-action=pause]").click()
+    expect(upload.locator(".state")).to_have_text("Paused")
+    expect(upload.locator("[data-action=resume]")).to_be_visible()
+    expect(upload.locator("[data-action=pause]")).to_be_hidden()
+    expect(upload).to_have_attribute("data-percent", str(PART * 100 // big_clip.stat().st_size))
+    assert spool_bytes(live_parts) == [PART]  # what the server has: the part that passed
+
+    gate.open()
+    offsets = patch_offsets(page)
+    upload.locator("[data-action=resume]").click()
+    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    assert offsets == list(range(PART, big_clip.stat().st_size, PART))
+    reload_then_ready_download(page, big_clip.read_bytes())
+
+
+def test_cancel_ends_the_upload_on_the_server(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "cal@example.org")
+    sign_in(page, live_parts, "cal@example.org")
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", str(big_clip))
+    upload = page.locator("#upload-list .upload").first
+    gate.wait_for_held()
+    expect(page.locator("#video-list .video-row .badge")).to_have_text("UPLOADING")
+    upload.locator("[data-action=cancel]").click()
+    expect(upload.locator(".state")).to_have_text("Cancelled")
+    gate.open()
+    # The server forgets the upload and its video; nothing of it stays in the spool or in
+    # the browser's memory.
+    wait_until(lambda: spool_bytes(live_parts) == [], what="the spool to be emptied")
+    remembered = "Object.keys(localStorage).filter(k => k.startsWith('vidbox-upload:'))"
+    wait_until(lambda: page.evaluate(remembered) == [], what="the browser to forget it")
+    page.reload()
+    expect(page.locator("#video-list .video-row")).to_have_count(0)
+    expect(page.locator("#upload-list .upload")).to_have_count(0)
+
+
+def test_a_file_cancelled_while_waiting_its_turn_never_reaches_the_server(
+    live_parts: LiveServer, page: Page, big_clip: Path, tmp_path: Path
+) -> None:
+    add_user(live_parts.settings, "quin@example.org")
+    sign_in(page, live_parts, "quin@example.org")
+    second = tmp_path / "second.mp4"
+    second.write_bytes(big_clip.read_bytes())
+    creations: list[str] = []
+    page.on("request", lambda r: creations.append(r.url) if r.method == "POST" else None)
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", [str(big_clip), str(second)])
+    first = page.locator("#upload-list .upload", has_text="holiday.mp4")
+    waiting = page.locator("#upload-list .upload", has_text="second.mp4")
+    gate.wait_for_held()
+    expect(waiting.locator(".state")).to_have_text("Waiting…")
+    waiting.locator("[data-action=cancel]").click()
+    expect(waiting.locator(".state")).to_have_text("Cancelled")
+    expect(first.locator(".state")).to_have_text("Uploading")  # cancelling one left the other
+
+    gate.open()  # the first upload's held part goes on, and so does the upload
+    expect(first.locator(".state")).to_have_text("Uploaded — processing")
+    reload_then_ready_download(page, big_clip.read_bytes())
+    assert creations == [live_parts.url + "/api/uploads"]
+    expect(page.locator("#video-list .video-row")).to_have_count(1)
+
+
+def test_an_upload_cut_by_a_reload_resumes_when_the_file_is_chosen_again(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "rey@example.org")
+    sign_in(page, live_parts, "rey@example.org")
+    size = big_clip.stat().st_size
+    gate = PatchGate(page, let_through=2)
+    page.set_input_files("#file-input", str(big_clip))
+    gate.wait_for_held()
+    page.reload()
+
+    # After the reload the panel says what was left unfinished, and how far it got.
+    notice = page.locator("#upload-list .upload[data-interrupted]")
+    expect(notice.locator(".name")).to_have_text("holiday.mp4")
+    expect(notice.locator(".state")).to_contain_text("choose the same file again")
+    expect(notice.locator(".stats")).to_contain_text(f"{2 * PART * 100 // size}%")
+    expect(page.locator("#video-list .video-row .badge")).to_have_text("UPLOADING")
+    shoot(page, "upload-interrupted")
+
+    gate.open()
+    offsets = patch_offsets(page)
+    page.set_input_files("#file-input", str(big_clip))
+    expect(notice).to_have_count(0)
+    upload = page.locator("#upload-list .upload").first
+    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    assert offsets[0] == 2 * PART  # not from the start
+    reload_then_ready_download(page, big_clip.read_bytes())
+    page.reload()
+    expect(page.locator("#upload-list .upload")).to_have_count(0)
+
+
+def test_an_interrupted_upload_can_be_dropped_from_the_panel(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "ida@example.org")
+    sign_in(page, live_parts, "ida@example.org")
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", str(big_clip))
+    gate.wait_for_held()
+    page.reload()
+    gate.open()
+    notice = page.locator("#upload-list .upload[data-interrupted]")
+    notice.locator("[data-action=cancel]").click()
+    expect(notice).to_have_count(0)
+    assert spool_bytes(live_parts) == []
+    page.reload()
+    expect(page.locator("#video-list .video-row")).to_have_count(0)
+    expect(page.locator("#upload-list .upload")).to_have_count(0)
+
+
+def test_a_dropped_connection_is_retried_on_its_own(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "ned@example.org")
+    sign_in(page, live_parts, "ned@example.org")
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", str(big_clip))
+    upload = page.locator("#upload-list .upload").first
+    gate.wait_for_held().abort("internetdisconnected")
+    gate.open()  # before the retry, a second later
+    expect(upload.locator(".state")).to_have_text("Connection lost, retrying in 1 s…")
+    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    reload_then_ready_download(page, big_clip.read_bytes())
