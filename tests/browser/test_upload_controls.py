@@ -229,3 +229,30 @@ def test_a_dropped_connection_is_retried_on_its_own(
     expect(upload.locator(".state")).to_have_text("Connection lost, retrying in 1 s…")
     expect(upload.locator(".state")).to_have_text("Uploaded — processing")
     reload_then_ready_download(page, big_clip.read_bytes())
+
+
+def test_signing_out_mid_upload_keeps_it_for_the_next_sign_in(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "sol@example.org")
+    sign_in(page, live_parts, "sol@example.org")
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", str(big_clip))
+    upload = page.locator("#upload-list .upload").first
+    gate.wait_for_held()
+    page.context.clear_cookies()  # the session ends, as when signing out in another tab
+    gate.open()
+    expect(upload.locator(".state")).to_have_text(
+        "Signed out: sign in again, then choose the same file to resume."
+    )
+
+    sign_in(page, live_parts, "sol@example.org")
+    notice = page.locator("#upload-list .upload[data-interrupted]")
+    expect(notice.locator(".name")).to_have_text("holiday.mp4")
+    offsets = patch_offsets(page)
+    page.set_input_files("#file-input", str(big_clip))
+    expect(page.locator("#upload-list .upload").first.locator(".state")).to_have_text(
+        "Uploaded — processing"
+    )
+    assert offsets[0] == PART
+    reload_then_ready_download(page, big_clip.read_bytes())

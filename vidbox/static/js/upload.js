@@ -194,6 +194,12 @@
             // decide once space is freed, so the upload stays resumable.
             throw Object.assign(new Error(detailOf(xhr)), { final: true });
           }
+          if (xhr.status === 401 || xhr.status === 403) {
+            // Signed out meanwhile (or this page's form token went stale): what was sent stays
+            // on the server, and this browser remembers the upload for the next sign-in.
+            const detail = "Signed out: sign in again, then choose the same file to resume.";
+            throw Object.assign(new Error(detail), { final: true });
+          }
           if (xhr.status >= 400 && xhr.status < 500 && xhr.status !== 423) {
             localStorage.removeItem(storeKey(this.file));
             const detail = xhr.status === 413 && !fromVidbox(xhr)
