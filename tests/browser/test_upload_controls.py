@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, Request, Route, expect
+from playwright.sync_api import Dialog, Page, Request, Route, expect
 
 from tests.browser.conftest import shoot
 from tests.browser.test_ui import expect_ready_download, sign_in
@@ -23,6 +23,15 @@ from vidbox.config import Settings
 
 PART = 256 * 1024
 UPLOADS = "**/api/uploads/*"
+
+
+def wait_in_page(page: Page, predicate: Callable[[], object], *, what: str) -> None:
+    """Poll ``predicate`` while Playwright delivers the page's events (routes, dialogs), which
+    it does only inside its own calls."""
+    deadline = time.monotonic() + 30
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(20)
 
 
 class PatchGate:
@@ -42,11 +51,8 @@ class PatchGate:
         else:
             self.held.append(route)
 
-    def wait_for_held(self, timeout: float = 30) -> Route:
-        deadline = time.monotonic() + timeout
-        while not self.held:
-            assert time.monotonic() < deadline, "no PATCH request was held"
-            self.page.wait_for_timeout(20)  # lets Playwright deliver the route
+    def wait_for_held(self) -> Route:
+        wait_in_page(self.page, lambda: self.held, what="a PATCH request to be held")
         return self.held[0]
 
     def open(self) -> None:
@@ -256,3 +262,30 @@ def test_signing_out_mid_upload_keeps_it_for_the_next_sign_in(
     )
     assert offsets[0] == PART
     reload_then_ready_download(page, big_clip.read_bytes())
+
+
+def test_leaving_the_page_mid_upload_asks_first(
+    live_parts: LiveServer, page: Page, big_clip: Path
+) -> None:
+    add_user(live_parts.settings, "lee@example.org")
+    sign_in(page, live_parts, "lee@example.org")
+    asked: list[str] = []
+
+    def answer(dialog: Dialog) -> None:
+        asked.append(dialog.type)
+        dialog.dismiss()  # stay
+
+    page.on("dialog", answer)
+    gate = PatchGate(page, let_through=1)
+    page.set_input_files("#file-input", str(big_clip))
+    upload = page.locator("#upload-list .upload").first
+    gate.wait_for_held()
+    page.locator("a", has_text="Links").first.click()
+    wait_in_page(page, lambda: asked == ["beforeunload"], what="the question")
+    expect(page).to_have_url(live_parts.url + "/")  # stayed
+    expect(upload.locator(".state")).to_have_text("Uploading")
+
+    upload.locator("[data-action=pause]").click()
+    page.locator("a", has_text="Links").first.click()  # paused: nothing to lose, no question
+    expect(page).to_have_url(live_parts.url + "/links")
+    assert asked == ["beforeunload"]

@@ -333,6 +333,11 @@
   }
   showInterrupted();
 
+  // Leaving the page stops the upload; it can be resumed, but only by choosing the file again.
+  window.addEventListener("beforeunload", (event) => {
+    if (running(active)) event.preventDefault();
+  });
+
   input.addEventListener("change", () => {
     add([...input.files]);
     input.value = "";
