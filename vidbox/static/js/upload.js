@@ -64,10 +64,12 @@
   // Uploads a reload (or a closed tab) left unfinished, by file fingerprint: shown until the
   // same file is chosen again, or the upload is cancelled.
   const interrupted = new Map();
+  const uploads = [];  // every file chosen on this page
 
   class Upload {
     constructor(file) {
       this.file = file;
+      uploads.push(this);
       interrupted.get(storeKey(file))?.remove();
       interrupted.delete(storeKey(file));
       this.el = template.content.firstElementChild.cloneNode(true);
@@ -172,7 +174,6 @@
             (loaded) => this.progress(base + loaded),
             this,
           );
-          this.xhr = null;
           if (xhr.status === 204) {
             this.offset = Number(xhr.getResponseHeader("Upload-Offset"));
             this.progress(this.offset);
@@ -303,7 +304,7 @@
         localStorage.removeItem(key);  // finished, cancelled or expired meanwhile
         continue;
       }
-      if (interrupted.has(key) || queue.some((u) => storeKey(u.file) === key)) continue;
+      if (interrupted.has(key) || uploads.some((u) => storeKey(u.file) === key)) continue;
       const offset = Number(head.getResponseHeader("Upload-Offset"));
       const length = Number(head.getResponseHeader("Upload-Length"));
       const el = template.content.firstElementChild.cloneNode(true);
@@ -335,7 +336,7 @@
 
   // Leaving the page stops the upload; it can be resumed, but only by choosing the file again.
   window.addEventListener("beforeunload", (event) => {
-    if (running(active)) event.preventDefault();
+    if (uploads.some(running)) event.preventDefault();
   });
 
   input.addEventListener("change", () => {
