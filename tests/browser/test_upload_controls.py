@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Dialog, Page, Request, Route, expect
+from playwright.sync_api import Dialog, Locator, Page, Request, Route, expect
 
 from tests.browser.conftest import shoot
 from tests.browser.test_ui import expect_ready_download, sign_in
@@ -51,9 +51,8 @@ class PatchGate:
         else:
             self.held.append(route)
 
-    def wait_for_held(self) -> Route:
+    def wait_for_held(self) -> None:
         wait_in_page(self.page, lambda: self.held, what="a PATCH request to be held")
-        return self.held[0]
 
     def open(self) -> None:
         """Every later request goes through, and so does a held one the page still waits for
@@ -99,15 +98,23 @@ def spool_bytes(live: LiveServer) -> list[int]:
     return [part.stat().st_size for part in live.settings.spool_dir.glob("*.part")]
 
 
+def start_held_upload(
+    live: LiveServer, page: Page, clip: Path, email: str, *, let_through: int
+) -> tuple[PatchGate, Locator]:
+    """Signed in as a new user ``email``, ``clip`` chosen, and its upload held after
+    ``let_through`` parts; returns the gate and the upload's row in the panel."""
+    add_user(live.settings, email)
+    sign_in(page, live, email)
+    gate = PatchGate(page, let_through=let_through)
+    page.set_input_files("#file-input", str(clip))
+    gate.wait_for_held()
+    return gate, page.locator("#upload-list .upload").first
+
+
 def test_pause_then_resume_goes_on_from_the_servers_offset(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "pia@example.org")
-    sign_in(page, live_parts, "pia@example.org")
-    gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", str(big_clip))
-    upload = page.locator("#upload-list .upload").first
-    gate.wait_for_held()
+    gate, upload = start_held_upload(live_parts, page, big_clip, "pia@example.org", let_through=1)
     upload.locator("[data-action=pause]").click()
     expect(upload.locator(".state")).to_have_text("Paused")
     expect(upload.locator("[data-action=resume]")).to_be_visible()
@@ -126,12 +133,7 @@ def test_pause_then_resume_goes_on_from_the_servers_offset(
 def test_cancel_ends_the_upload_on_the_server(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "cal@example.org")
-    sign_in(page, live_parts, "cal@example.org")
-    gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", str(big_clip))
-    upload = page.locator("#upload-list .upload").first
-    gate.wait_for_held()
+    gate, upload = start_held_upload(live_parts, page, big_clip, "cal@example.org", let_through=1)
     expect(page.locator("#video-list .video-row .badge")).to_have_text("UPLOADING")
     upload.locator("[data-action=cancel]").click()
     expect(upload.locator(".state")).to_have_text("Cancelled")
@@ -175,12 +177,8 @@ def test_a_file_cancelled_while_waiting_its_turn_never_reaches_the_server(
 def test_an_upload_cut_by_a_reload_resumes_when_the_file_is_chosen_again(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "rey@example.org")
-    sign_in(page, live_parts, "rey@example.org")
     size = big_clip.stat().st_size
-    gate = PatchGate(page, let_through=2)
-    page.set_input_files("#file-input", str(big_clip))
-    gate.wait_for_held()
+    gate, upload = start_held_upload(live_parts, page, big_clip, "rey@example.org", let_through=2)
     page.reload()
 
     # After the reload the panel says what was left unfinished, and how far it got.
@@ -206,11 +204,7 @@ def test_an_upload_cut_by_a_reload_resumes_when_the_file_is_chosen_again(
 def test_an_interrupted_upload_can_be_dropped_from_the_panel(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "ida@example.org")
-    sign_in(page, live_parts, "ida@example.org")
-    gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", str(big_clip))
-    gate.wait_for_held()
+    gate, _ = start_held_upload(live_parts, page, big_clip, "ida@example.org", let_through=1)
     page.reload()
     gate.open()
     notice = page.locator("#upload-list .upload[data-interrupted]")
@@ -225,12 +219,8 @@ def test_an_interrupted_upload_can_be_dropped_from_the_panel(
 def test_a_dropped_connection_is_retried_on_its_own(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "ned@example.org")
-    sign_in(page, live_parts, "ned@example.org")
-    gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", str(big_clip))
-    upload = page.locator("#upload-list .upload").first
-    gate.wait_for_held().abort("internetdisconnected")
+    gate, upload = start_held_upload(live_parts, page, big_clip, "ned@example.org", let_through=1)
+    gate.held[0].abort("internetdisconnected")
     gate.open()  # before the retry, a second later
     expect(upload.locator(".state")).to_have_text("Connection lost, retrying in 1 s…")
     expect(upload.locator(".state")).to_have_text("Uploaded — processing")
@@ -240,12 +230,7 @@ def test_a_dropped_connection_is_retried_on_its_own(
 def test_signing_out_mid_upload_keeps_it_for_the_next_sign_in(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "sol@example.org")
-    sign_in(page, live_parts, "sol@example.org")
-    gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", str(big_clip))
-    upload = page.locator("#upload-list .upload").first
-    gate.wait_for_held()
+    gate, upload = start_held_upload(live_parts, page, big_clip, "sol@example.org", let_through=1)
     page.context.clear_cookies()  # the session ends, as when signing out in another tab
     gate.open()
     expect(upload.locator(".state")).to_have_text(
@@ -267,8 +252,7 @@ def test_signing_out_mid_upload_keeps_it_for_the_next_sign_in(
 def test_leaving_the_page_mid_upload_asks_first(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    add_user(live_parts.settings, "lee@example.org")
-    sign_in(page, live_parts, "lee@example.org")
+    _, upload = start_held_upload(live_parts, page, big_clip, "lee@example.org", let_through=1)
     asked: list[str] = []
 
     def answer(dialog: Dialog) -> None:
@@ -276,10 +260,6 @@ def test_leaving_the_page_mid_upload_asks_first(
         dialog.dismiss()  # stay
 
     page.on("dialog", answer)
-    gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", str(big_clip))
-    upload = page.locator("#upload-list .upload").first
-    gate.wait_for_held()
     page.locator("a", has_text="Links").first.click()
     wait_in_page(page, lambda: asked == ["beforeunload"], what="the question")
     expect(page).to_have_url(live_parts.url + "/")  # stayed
