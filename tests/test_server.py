@@ -313,6 +313,41 @@ def test_a_file_that_cannot_take_the_body(live: LiveServer) -> None:
     assert _seen(httpx.post(live.url + "/tofile", content=b"next"))["size"] == 4
 
 
+def _server_end(client: socket.socket) -> socket.socket:
+    """The server's end of ``client``'s connection (the server runs in this process), as a
+    socket object of its own for looking at it."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found = socket.socket(fileno=os.dup(int(name)))
+            with contextlib.suppress(OSError):
+                if found.getpeername() == client.getsockname():
+                    return found
+            found.close()
+    raise LookupError("no server end for this connection")
+
+
+def test_a_body_that_pauses_leaves_its_connection_as_it_found_it(live: LiveServer) -> None:
+    # A burst, then nothing: the receiving thread waits for a pipe's worth at a time
+    # (SO_RCVLOWAT), and must not leave that on the connection for the requests after it.
+    first, rest = os.urandom(2 * MiB), os.urandom(MiB + 7)  # the app takes 3 MiB a call
+    with _raw_request(_port(live), len(first) + len(rest), path="/tofile") as sock:
+        sock.sendall(first)
+        with _server_end(sock) as server:
+
+            def low_water() -> int:
+                return server.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+            wait_until(lambda: low_water() > 1, timeout=10, what="the thread to wait for more")
+            sock.sendall(rest)
+            (answer,) = _read_answers(sock, 1)
+            assert answer["sha256"] == hashlib.sha256(first + rest).hexdigest()
+            assert low_water() == 1
+        # A small request on the same connection is read at once.
+        sock.sendall(_head("/tofile", 5) + b"small")
+        (after,) = _read_answers(sock, 1)
+        assert after["size"] == 5
+
+
 def test_trickling_clients_do_not_hold_the_receiving_threads(
     live: LiveServer, recorder: BodyRecorder
 ) -> None:

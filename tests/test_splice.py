@@ -12,7 +12,7 @@ DELIMITER = b"\r\n--vidboxtestboundary0123456789"
 
 
 def test_search_across_its_slices(tmp_path: Path) -> None:
-    slice_bytes = splice._PIPE_BYTES + 4096  # the search buffer
+    slice_bytes = splice.PIPE_BYTES + 4096  # the search buffer
     data = bytearray(os.urandom(3 * slice_bytes))
     path = tmp_path / "f"
     for position in (0, slice_bytes - 3, 2 * slice_bytes - len(DELIMITER)):

@@ -194,6 +194,8 @@ class RequestBody:
             return 0, None
         sock = self._own_socket()
         try:
+            # The waits below (on the loop, and the thread's) end when a pipe's worth is there.
+            splice.set_low_water(sock, min(unread, splice.PIPE_BYTES))
             while True:
                 job = splice.RECEIVING.submit(
                     splice.splice_arrived, sock, fd, offset, min(limit, unread), search
@@ -209,6 +211,7 @@ class RequestBody:
                     break
                 await _readable(sock)
         finally:
+            splice.set_low_water(sock, 1)
             os.close(sock)
         return self._took_directly(moved, unread), found
 
