@@ -1,8 +1,19 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
-from tests.support import LiveServer
+from tests.support import LiveServer, wait_until
+
+
+def _replace_with_a_file(folder: Path) -> bool:
+    """The server's start-up jobs may still be writing into ``folder``: try again then."""
+    try:
+        shutil.rmtree(folder)
+        folder.write_text("not a folder any more")
+    except OSError:
+        return False
+    return True
 
 
 def test_healthz_and_readyz(live: LiveServer) -> None:
@@ -18,8 +29,7 @@ def test_healthz_and_readyz(live: LiveServer) -> None:
 
 def test_readyz_names_what_is_wrong(live: LiveServer) -> None:
     data_dir = live.settings.data_dir
-    shutil.rmtree(data_dir)
-    data_dir.write_text("not a folder any more")
+    wait_until(lambda: _replace_with_a_file(data_dir), what="the data folder to go")
     with live.client() as client:
         ready = client.get("/readyz")
     assert ready.status_code == 503
