@@ -11,6 +11,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -315,14 +316,18 @@ def test_a_file_that_cannot_take_the_body(live: LiveServer) -> None:
 
 def _server_end(client: socket.socket) -> socket.socket:
     """The server's end of ``client``'s connection (the server runs in this process), as a
-    socket object of its own for looking at it."""
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            found = socket.socket(fileno=os.dup(int(name)))
+    socket object of its own for looking at it. Polls: on a loaded machine the server may
+    not have accepted the connection yet."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for name in os.listdir("/proc/self/fd"):
             with contextlib.suppress(OSError):
-                if found.getpeername() == client.getsockname():
-                    return found
-            found.close()
+                found = socket.socket(fileno=os.dup(int(name)))
+                with contextlib.suppress(OSError):
+                    if found.getpeername() == client.getsockname():
+                        return found
+                found.close()
+        time.sleep(0.02)
     raise LookupError("no server end for this connection")
 
 
