@@ -301,6 +301,13 @@ def test_registration_modes(make_settings: object, mode: str) -> None:
                 )
                 assert weak.status_code == 400
                 assert "password" in weak.json()["errors"]
+                for breached in ("qwerty12345", "iloveyou123", "football123", "letmein1234"):
+                    refused = client.post(
+                        "/api/auth/register",
+                        json={"email": "w@example.org", "password": breached},
+                    )
+                    assert refused.status_code == 400, breached
+                    assert "too easy to guess" in refused.json()["errors"]["password"][0]
             else:
                 assert response.status_code == 403
                 assert client.get("/register", headers={"Accept": "text/html"}).status_code == 404

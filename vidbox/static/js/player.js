@@ -15,13 +15,14 @@
   function load(url) {
     const at = video.currentTime;
     const wasPlaying = !video.paused;
-    if (hls) { hls.destroy(); hls = null; }
+    if (hls) { hls.destroy(); hls = null; delete video.hls; }
     if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = url;
     } else if (window.Hls && window.Hls.isSupported()) {
       hls = new window.Hls();
       hls.loadSource(url);
       hls.attachMedia(video);
+      video.hls = hls;  // so a console, a script or a test can see and steer the levels
     } else if (original) {
       video.src = original;
       if (note) note.textContent = "This browser cannot stream HLS; playing the original file.";
