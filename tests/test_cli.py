@@ -109,3 +109,40 @@ def test_check_fails_with_a_readable_report(tmp_path: Path) -> None:
     assert "data_dir" in result.stdout
     assert "check(s) failed" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_box_options_go_before_or_after_the_subcommand(tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data dir should be")
+    options = ["--data-dir", str(blocker / "vidbox")]
+    args = [*options, "check"] if where == "before" else ["check", *options]
+    result = run_cli(*args)
+    # The data dir given was used: it is the one reported as unusable.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert str(blocker) in result.stdout
+    users = run_cli("--data-dir", str(tmp_path / "box"), "user", "list")
+    assert users.returncode == 0, users.stderr
+    assert (tmp_path / "box" / "vidbox.db").exists()
+
+
+def test_an_unknown_log_level_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("serve", "--log-level", "loud", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "'loud' is not one of" in result.stderr
+
+
+def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: port {port} is in use; choose another with --port"
+    assert "setup?token" not in result.stdout + result.stderr
+    assert "job runner started" not in result.stdout + result.stderr

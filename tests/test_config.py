@@ -88,6 +88,10 @@ def test_secret_from_file(tmp_path: Path) -> None:
         ('[storage]\nbackend = "s3"\n', {}, "storage.endpoint: must be set"),
         ('[processing]\nrenditions = ["big"]\n', {}, "processing.renditions: 'big'"),
         ("port = [", {}, "is not valid TOML"),
+        ('[uploads]\nallowed_formats = ["mp4", "exe"]\n', {}, "unknown format 'exe'"),
+        ("", {"VIDBOX_UPLOADS__ALLOWED_FORMATS": '["mp4", "gif"]'}, "unknown format 'gif'"),
+        ("", {"VIDBOX_UPLOADS__ALLOWED_FORMATS": '["mp4"'}, "expected a list of strings"),
+        ("", {"VIDBOX_UPLOADS__ALLOWED_FORMATS": "[1, 2]"}, "expected a list of strings"),
     ],
 )
 def test_wrong_values_name_key_and_source(
@@ -134,3 +138,11 @@ def test_example_documents_every_key_with_its_default(tmp_path: Path) -> None:
     for section in SECTIONS:
         assert getattr(from_example, section) == getattr(defaults, section)
         assert set(values[section]) == set(vars(getattr(defaults, section)))
+
+
+@pytest.mark.parametrize(
+    "raw", ["mp4,webm", " mp4 , webm ", '["mp4", "webm"]', "['mp4', 'webm']", '[ "mp4","webm", ]']
+)
+def test_lists_in_the_environment_are_words_or_arrays(tmp_path: Path, raw: str) -> None:
+    settings = load_settings(data_dir=tmp_path, environ={"VIDBOX_UPLOADS__ALLOWED_FORMATS": raw})
+    assert settings.uploads.allowed_formats == ["mp4", "webm"]

@@ -3,55 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
 import click
 import uvicorn
 
 from vidbox import __version__
 from vidbox.app import create_app, public_base_url
-from vidbox.config import ConfigError, Settings, load_settings
+from vidbox.cli_options import box_options, box_settings
 from vidbox.datadir import prepare_data_dir
+from vidbox.listen import ListenError, bind_listening_socket
 from vidbox.logs import configure_logging, log_fields
 from vidbox.server import uvicorn_config
 
 log = logging.getLogger("vidbox")
 
-config_option = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="TOML config file (default: $VIDBOX_CONFIG, else built-in defaults).",
-)
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where vidbox keeps its database, key and media (default: $VIDBOX_DATA_DIR, "
-    "else $XDG_DATA_HOME/vidbox).",
-)
-
-
-def settings_from(config_file: Path | None, data_dir: Path | None, **server: Any) -> Settings:
-    """Settings for a command; a wrong value ends the command with one line, no traceback."""
-    try:
-        settings = load_settings(config_file=config_file, data_dir=data_dir)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
-    overrides = {k: v for k, v in server.items() if v is not None}
-    if overrides:
-        settings = dataclasses.replace(
-            settings, server=dataclasses.replace(settings.server, **overrides)
-        )
-    return settings
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="vidbox")
+@box_options
 def cli() -> None:
     """vidbox: a self-hosted video box for homes and small teams."""
 
@@ -59,25 +31,28 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for everyone).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on (default 8080).")
-@config_option
-@data_dir_option
-@click.option("--log-level", default="info", show_default=True, help="debug, info or warning.")
-def serve(
-    host: str | None,
-    port: int | None,
-    config_file: Path | None,
-    data_dir: Path | None,
-    log_level: str,
-) -> None:
+@box_options
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log.",
+)
+def serve(host: str | None, port: int | None, log_level: str) -> None:
     """Run the whole box: web UI, API and video processing."""
     configure_logging(log_level.upper())
-    settings = settings_from(config_file, data_dir, host=host, port=port)
+    settings = box_settings(host=host, port=port)
     try:
         prepare_data_dir(settings)
     except OSError as exc:
         raise click.ClickException(
             f"cannot use data directory {settings.data_dir}: {exc.strerror or exc}"
         ) from None
+    try:
+        sock = bind_listening_socket(settings.server.host, settings.server.port)
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from None
     log.info(
         "configuration loaded",
         extra=log_fields(sources="; ".join(settings.sources), data_dir=settings.data_dir),
@@ -85,22 +60,21 @@ def serve(
     log.info("open vidbox", extra=log_fields(url=public_base_url(settings) + "/"))
     config = uvicorn_config(create_app(settings), settings)
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=[sock])
     if not server.started:
         sys.exit(1)
 
 
 @cli.command()
-@config_option
-@data_dir_option
+@box_options
 @click.option(
     "--send-test-mail", "test_address", metavar="ADDRESS", help="Also send a test email there."
 )
-def check(config_file: Path | None, data_dir: Path | None, test_address: str | None) -> None:
+def check(test_address: str | None) -> None:
     """Diagnose this box: configuration, data directory, database, FFmpeg, storage, email."""
     from vidbox.diagnose import diagnose
 
-    settings = settings_from(config_file, data_dir)
+    settings = box_settings()
     results = asyncio.run(diagnose(settings, test_address=test_address))
     click.echo(f"vidbox {__version__}")
     width = max(len(r.name) for r in results)

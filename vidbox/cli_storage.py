@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from pathlib import Path
 
 import click
 
+from vidbox.cli_options import box_options, box_settings
 from vidbox.config import ConfigError, Settings, check_cross_field
 from vidbox.storage import StorageError, load
 from vidbox.storage.migrate import CopyReport, copy_all
@@ -43,20 +43,18 @@ async def _migrate(settings: Settings, target: str) -> CopyReport:
 
 
 @click.group()
+@box_options
 def storage() -> None:
     """Move media between storage backends."""
 
 
 @storage.command()
 @click.option("--to", "target", type=click.Choice(["s3", "local"]), required=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
-def migrate(target: str, config_file: Path | None, data_dir: Path | None) -> None:
+@box_options
+def migrate(target: str) -> None:
     """Copy every stored video to the other backend. Safe to run again after an interruption:
     files already copied are skipped. Nothing is deleted from the source."""
-    from vidbox.cli import settings_from
-
-    settings = settings_from(config_file, data_dir)
+    settings = box_settings()
     try:
         report = asyncio.run(_migrate(settings, target))
     except StorageError as exc:

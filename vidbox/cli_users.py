@@ -6,13 +6,13 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TypeVar
 
 import click
 
 from vidbox.auth.sessions import revoke_user_sessions
 from vidbox.auth.users import create_user, get_user, list_users, set_password
+from vidbox.cli_options import box_options, box_settings
 from vidbox.errors import VidboxError
 from vidbox.services import Services, open_services
 
@@ -20,9 +20,7 @@ T = TypeVar("T")
 
 
 def _run(ctx: click.Context, action: Callable[[Services], Awaitable[T]]) -> T:
-    from vidbox.cli import settings_from
-
-    settings = settings_from(ctx.obj.get("config_file"), ctx.obj.get("data_dir"))
+    settings = box_settings()
 
     async def go() -> T:
         async with open_services(settings) as services:
@@ -43,30 +41,8 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def box_options(fn: Callable[..., None]) -> Callable[..., None]:
-    """--config and --data-dir on every subcommand, stored on the context for _run."""
-
-    def remember(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
-        ctx.ensure_object(dict)[param.name] = value
-
-    fn = click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        expose_value=False,
-        callback=remember,
-        help="TOML config file.",
-    )(fn)
-    return click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        expose_value=False,
-        callback=remember,
-        help="Data directory.",
-    )(fn)
-
-
 @click.group()
+@box_options
 def user() -> None:
     """Add, list and change accounts."""
 

@@ -24,7 +24,8 @@ def render_example() -> str:
         "# vidbox configuration. Every setting is shown with its default value, commented out.",
         "# Use it with `vidbox serve --config FILE` or VIDBOX_CONFIG=FILE. Any key can also be",
         "# set in the environment as VIDBOX_<SECTION>__<KEY>, e.g. VIDBOX_SERVER__PORT=9000,",
-        "# and secrets as VIDBOX_<SECTION>__<KEY>_FILE=/run/secrets/name.",
+        "# and secrets as VIDBOX_<SECTION>__<KEY>_FILE=/run/secrets/name. A list in the",
+        '# environment is comma-separated (mp4,mov) or a TOML/JSON array (["mp4", "mov"]).',
         "# The data directory is chosen with --data-dir or VIDBOX_DATA_DIR",
         "# (default: $XDG_DATA_HOME/vidbox, /data in the container).",
     ]

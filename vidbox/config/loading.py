@@ -27,7 +27,9 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
 
 
 def _type_name(tp: Any) -> str:
-    return {int: "an integer", bool: "true or false", str: "a string"}.get(tp, "a list of strings")
+    return {int: "an integer", bool: "true or false", str: "a string"}.get(
+        tp, 'a list of strings (in the environment: a,b,c or ["a", "b"])'
+    )
 
 
 def _coerce(raw: Any, tp: Any, *, from_env: bool) -> Any:
@@ -53,9 +55,15 @@ def _coerce(raw: Any, tp: Any, *, from_env: bool) -> Any:
         if isinstance(raw, str):
             return raw
         raise ValueError
-    # list[str]
+    # list[str]: in the environment either a TOML/JSON array or comma-separated words.
     if from_env and isinstance(raw, str):
-        return [part.strip() for part in raw.split(",") if part.strip()]
+        if raw.strip().startswith("["):
+            try:
+                raw = tomllib.loads(f"value = {raw}")["value"]
+            except tomllib.TOMLDecodeError:
+                raise ValueError from None
+        else:
+            return [part.strip() for part in raw.split(",") if part.strip()]
     if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
         return list(raw)
     raise ValueError

@@ -50,6 +50,15 @@ def _rungs_problem(rungs: list[str]) -> str | None:
     return None if rungs else "at least one rendition is needed"
 
 
+def _formats_problem(formats: list[str]) -> str | None:
+    from vidbox.uploads.validation import FAMILIES
+
+    unknown = [f for f in formats if f not in FAMILIES]
+    if unknown:
+        return f"unknown format {unknown[0]!r}; known: {', '.join(FAMILIES)}"
+    return None if formats else "at least one format is needed"
+
+
 def _url_problem(url: str) -> str | None:
     if url and not url.startswith(("http://", "https://")):
         return f"{url!r} must start with http:// or https://"
@@ -115,7 +124,9 @@ class UploadSettings:
 
     max_bytes: int = option(2 * GiB, "Largest accepted video, in bytes.", min=1)
     allowed_formats: list[str] = option(
-        ["mp4", "mov", "avi", "webm", "mkv"], "File extensions accepted for upload."
+        ["mp4", "mov", "avi", "webm", "mkv"],
+        "File extensions accepted for upload (of mp4, mov, avi, webm, mkv).",
+        validate=_formats_problem,
     )
     quota_bytes: int = option(0, "Per-user storage quota in bytes; 0 means no quota.", min=0)
     expire_hours: int = option(
