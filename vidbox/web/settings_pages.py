@@ -60,10 +60,10 @@ async def change_password(request: Request) -> Response:
     db = services_of(request).db
     # A stolen session must not become a way to guess the password.
     limiter, key = RateLimiter(db), f"password-check:{user.id}"
-    await limiter.check(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
+    counted = await limiter.take(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
     if not await verify_password(user.password_hash, form.get("current_password", "")):
-        await limiter.record(key, window=PASSWORD_WINDOW)
         return await _page(request, user, error="Your current password is not right.", status=400)
+    await limiter.give_back(counted)
     try:
         async with db.session() as session:
             fresh = await session.get(User, user.id)
