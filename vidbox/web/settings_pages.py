@@ -24,6 +24,8 @@ from vidbox.web.inputs import form_body
 from vidbox.web.render import redirect, render
 
 PASSWORD_CHECKS = 8
+# Personal API tokens too: "everywhere" must include the script a thief set up for later.
+EVERY_SIGN_IN = ("browser", "api", "personal")
 
 
 async def _page(
@@ -71,17 +73,23 @@ async def change_password(request: Request) -> Response:
             await set_password(session, fresh, form.get("new_password", ""))
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
-    # A new password ends every other sign-in: whoever knew the old one is out.
-    await revoke_user_sessions(db, user.id, kinds=("browser", "api"))
-    response = redirect("/login", flash="Password changed. Sign in with the new one.")
+    # A new password ends every other sign-in: whoever knew the old one is out, and so is
+    # any API token they made themselves with it.
+    await revoke_user_sessions(db, user.id, kinds=EVERY_SIGN_IN)
+    response = redirect(
+        "/login",
+        flash="Password changed, and your API tokens are revoked. Sign in with the new one.",
+    )
     clear_session_cookie(response)
     return response
 
 
 async def sign_out_everywhere(request: Request) -> Response:
     user = await require_user(request)
-    await revoke_user_sessions(services_of(request).db, user.id, kinds=("browser", "api"))
-    response = redirect("/login", flash="You are signed out on every device.")
+    await revoke_user_sessions(services_of(request).db, user.id, kinds=EVERY_SIGN_IN)
+    response = redirect(
+        "/login", flash="You are signed out on every device, and your API tokens are revoked."
+    )
     clear_session_cookie(response)
     return response
 
