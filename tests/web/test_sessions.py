@@ -56,7 +56,7 @@ def test_signing_out_everywhere_revokes_api_tokens_too(live: LiveServer) -> None
         assert browser.get("/api/me").status_code == 401
 
 
-def _pending_revoking_someone_elses_token_is_not_found(live: LiveServer) -> None:
+def test_revoking_someone_elses_token_is_not_found(live: LiveServer) -> None:
     add_user(live.settings, "cat@example.org")
     add_user(live.settings, "dan@example.org")
     with live.client() as owner, live.client() as other:

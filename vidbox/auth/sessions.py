@@ -183,13 +183,18 @@ def _still_valid(principal: Principal, now: datetime) -> bool:
     )
 
 
-async def revoke_session(db: Database, session_id: str, *, user_id: str | None = None) -> bool:
-    """Revoke one session (optionally only if it belongs to ``user_id``)."""
+async def revoke_session(
+    db: Database, session_id: str, *, user_id: str | None = None, kind: str | None = None
+) -> bool:
+    """Revoke one session (optionally only if it belongs to ``user_id`` and is of ``kind``);
+    False when there was no such session to revoke."""
     query = update(AuthSession).where(
         col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None)
     )
     if user_id is not None:
         query = query.where(col(AuthSession.user_id) == user_id)
+    if kind is not None:
+        query = query.where(col(AuthSession.kind) == kind)
     async with db.session() as session:
         result = await session.exec(query.values(revoked_at=utcnow()))  # type: ignore[call-overload]
     db.auth_cache.clear()

@@ -28,6 +28,8 @@ from vidbox.web.auth import current_principal, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import client_ip, json_body, text
 
+UNKNOWN_ID = "No such token."
+
 
 def _tokens_json(pair: TokenPair) -> dict[str, Any]:
     return {
@@ -125,8 +127,11 @@ async def tokens(request: Request) -> JSONResponse:
 async def revoke_token(request: Request) -> Response:
     user = await require_user(request)
     token_id = request.path_params["token_id"]
-    if not await revoke_session(services_of(request).db, token_id, user_id=user.id):
-        raise NotFound("No such token.")
+    # Another user's token is "not found" like one that never existed: no 403 that would
+    # confirm the id is real.
+    db = services_of(request).db
+    if not await revoke_session(db, token_id, user_id=user.id, kind="personal"):
+        raise NotFound(UNKNOWN_ID)
     return Response(status_code=204)
 
 

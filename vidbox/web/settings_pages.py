@@ -16,8 +16,9 @@ from vidbox.auth.sessions import (
     revoke_user_sessions,
 )
 from vidbox.auth.users import check_name, set_password
-from vidbox.errors import VidboxError
+from vidbox.errors import NotFound, VidboxError
 from vidbox.models import User
+from vidbox.web.api_auth import UNKNOWN_ID
 from vidbox.web.auth import clear_session_cookie, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import form_body
@@ -106,7 +107,12 @@ async def create_token(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     user = await require_user(request)
-    await revoke_session(services_of(request).db, request.path_params["token_id"], user_id=user.id)
+    token_id = request.path_params["token_id"]
+    # As in the API: someone else's token and a made-up id get the same 404.
+    if not await revoke_session(
+        services_of(request).db, token_id, user_id=user.id, kind="personal"
+    ):
+        raise NotFound(UNKNOWN_ID)
     return redirect("/settings", flash="Token revoked.")
 
 
