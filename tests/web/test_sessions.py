@@ -3,7 +3,11 @@ revocation reach (API tokens, open event streams), and CSRF tokens bound to one 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+
 import httpx
+import pytest
 
 from tests.support import (
     PASSWORD,
@@ -12,7 +16,9 @@ from tests.support import (
     api_login,
     bearer,
     browser_login,
+    start_server,
 )
+from vidbox.config import Settings
 
 NEW_PASSWORD = "a brand new secret"
 
@@ -73,3 +79,63 @@ def test_revoking_someone_elses_token_is_not_found(live: LiveServer) -> None:
         assert answer.status_code == 404
         assert answer.json() == {"detail": "No such token."}
         assert owner.get("/api/me", headers=bearer(token)).status_code == 200
+
+
+# --- event streams ---------------------------------------------------------------------
+
+
+def events_until_end(response: httpx.Response) -> list[tuple[str, dict[str, object]]]:
+    """Every event of a stream until the server ends it (the client's read timeout is the
+    deadline: a stream that stays open fails the test)."""
+    events, name = [], ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[6:])))
+    return events
+
+
+@pytest.fixture
+def quick_recheck(make_settings: Callable[..., Settings]) -> Iterator[LiveServer]:
+    server = start_server(make_settings({"VIDBOX_AUTH__STREAM_RECHECK_SECONDS": "1"}))
+    yield server
+    server.stop()
+
+
+def test_an_open_stream_ends_after_logout(quick_recheck: LiveServer) -> None:
+    live = quick_recheck
+    add_user(live.settings, "eve@example.org")
+    timeout = httpx.Timeout(30, read=10)  # below the 15 s heartbeat
+    with httpx.Client(base_url=live.url, timeout=timeout) as browser:
+        csrf = browser_login(browser, "eve@example.org")
+        with browser.stream("GET", "/api/events") as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert "event: notifications" in lines  # the stream is live
+            assert browser.post("/logout", data={"_csrf": csrf}).status_code == 303
+            for _ in lines:  # ends by itself
+                pass
+
+
+def test_a_revoked_stream_delivers_no_further_event(live: LiveServer) -> None:
+    """Between two periodic checks (30 s here), an event is not sent to a revoked sign-in."""
+    add_user(live.settings, "fay@example.org")
+    timeout = httpx.Timeout(30, read=10)
+    with (
+        httpx.Client(base_url=live.url, timeout=timeout) as client,
+        httpx.Client(base_url=live.url, timeout=timeout) as watcher,
+    ):
+        access = api_login(client, "fay@example.org")["access"]
+        token, _ = personal_token(client, bearer(access))
+        with watcher.stream("GET", "/api/events", headers=bearer(access)) as stream:
+            lines = stream.iter_lines()
+            assert "event: notifications" in lines
+            assert client.post("/api/auth/logout", headers=bearer(access)).status_code == 204
+            created = client.post(
+                "/api/uploads",
+                headers={**bearer(token), "Tus-Resumable": "1.0.0", "Upload-Length": "1000"},
+            )
+            assert created.status_code == 201
+            rest = "\n".join(lines)
+    assert "event: video" not in rest

@@ -164,6 +164,17 @@ async def current_principal(request: Request) -> Principal | None:
     return principal
 
 
+async def still_signed_in(request: Request) -> bool:
+    """Whether the credential this request came with is valid now. A response that goes on
+    for long (an event stream) asks again as it goes: the sign-in may have ended since."""
+    header = request.headers.get("authorization")
+    if header:
+        token, kinds = header.partition(" ")[2].strip(), ("access", "personal")
+    else:
+        token, kinds = _session_token(request) or "", ("cookie",)
+    return await authenticate(services_of(request).db, token, kinds) is not None
+
+
 async def optional_user(request: Request) -> User | None:
     principal = await current_principal(request)
     return principal.user if principal else None
