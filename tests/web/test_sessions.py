@@ -139,3 +139,37 @@ def test_a_revoked_stream_delivers_no_further_event(live: LiveServer) -> None:
             assert created.status_code == 201
             rest = "\n".join(lines)
     assert "event: video" not in rest
+
+
+# --- CSRF ------------------------------------------------------------------------------
+
+
+def test_a_csrf_token_works_only_for_its_own_sign_in(live: LiveServer) -> None:
+    add_user(live.settings, "gus@example.org")
+    add_user(live.settings, "hal@example.org")
+    with live.client() as attacker, live.client() as victim:
+        attacker_csrf = browser_login(attacker, "gus@example.org")
+        attacker_seed = attacker.cookies["vidbox_csrf"]
+        victim.get("/login")
+        seed_before = victim.cookies["vidbox_csrf"]
+        victim_csrf = browser_login(victim, "hal@example.org")
+        assert victim.cookies["vidbox_csrf"] != seed_before  # renewed at sign-in
+        session = victim.cookies["vidbox_session"]
+    # The attacker plants their own CSRF cookie in the victim's browser (a sibling subdomain
+    # can) and submits the token that goes with it: it belongs to another sign-in.
+    planted = {"vidbox_session": session, "vidbox_csrf": attacker_seed}
+    with live.client(cookies=planted) as victim:
+        forged = victim.post("/settings/profile", data={"name": "Mallory", "_csrf": attacker_csrf})
+        assert forged.status_code == 403
+        assert victim.get("/api/me").json()["name"] == ""
+    # Signed out and in again: the earlier sign-in's token is no good either.
+    with live.client() as browser:
+        first = browser_login(browser, "hal@example.org")
+        assert browser.post("/logout", data={"_csrf": first}).status_code == 303
+        second = browser_login(browser, "hal@example.org")
+        assert first != second
+        stale = browser.post("/settings/profile", data={"name": "Old", "_csrf": first})
+        assert stale.status_code == 403
+        ok = browser.post("/settings/profile", data={"name": "New", "_csrf": second})
+        assert ok.status_code == 303
+    assert victim_csrf != attacker_csrf
