@@ -14,6 +14,7 @@ import pytest
 from tests.support import PASSWORD, LiveServer, add_user, csrf_from, start_server
 from vidbox.auth.login import FAILURES_PER_ACCOUNT, FAILURES_PER_CLIENT
 from vidbox.config import Settings
+from vidbox.web.api_auth import REGISTRATIONS_PER_CLIENT
 
 
 def parallel(count: int, request: Callable[[], httpx.Response]) -> list[httpx.Response]:
@@ -114,3 +115,19 @@ def test_guesses_from_many_addresses_leave_each_client_one_try(behind_proxy: Liv
         # ...but a client's first try still counts: the owner gets in from their own device.
         owner = from_address("198.51.100.2")
         assert client.post("/api/auth/login", json=right, headers=owner).status_code == 200
+
+
+def test_parallel_registrations_stop_at_the_limit(make_settings: Callable[..., Settings]) -> None:
+    live = start_server(make_settings({"VIDBOX_AUTH__REGISTRATION": "open"}))
+    try:
+        with live.client(limits=httpx.Limits(max_connections=32)) as client:
+            responses = parallel(
+                24,
+                lambda: client.post(
+                    "/api/auth/register", json={"email": "new@example.org", "password": "short"}
+                ),
+            )
+    finally:
+        live.stop()
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {400: REGISTRATIONS_PER_CLIENT, 429: 24 - REGISTRATIONS_PER_CLIENT}
