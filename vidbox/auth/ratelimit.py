@@ -118,3 +118,12 @@ class RateLimiter:
             await session.exec(  # type: ignore[call-overload]
                 sa.delete(_TABLE).where(col(RateLimit.key) == key)
             )
+
+    async def forget_before(self, moment: datetime) -> int:
+        """Drop counters whose window began before ``moment`` (pass one older than the
+        longest window): every client and account tried leaves a row otherwise."""
+        async with self.db.session() as session:
+            result = await session.exec(  # type: ignore[call-overload]
+                sa.delete(_TABLE).where(_TABLE.c.window_start < moment)
+            )
+        return int(result.rowcount)
