@@ -65,11 +65,8 @@ class RateLimiter:
                     "count": sa.case((expired, 1), else_=_TABLE.c.count + 1),
                 },
             ).returning(_TABLE.c.count, _TABLE.c.window_start)
-            count, window_start = (
-                await session.exec(  # type: ignore[call-overload]
-                    statement
-                )
-            ).one()
+            result = await session.exec(statement)  # type: ignore[call-overload]
+            count, window_start = result.one()
         return Counted(key, int(count), window_start, window)
 
     async def take(self, key: str, *, limit: int, window: timedelta) -> Counted:

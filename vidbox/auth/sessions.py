@@ -21,6 +21,9 @@ from vidbox.db import Database
 from vidbox.errors import Unauthorized
 from vidbox.models import AuthSession, AuthToken, User, utcnow
 
+# Every kind of sign-in, for "sign out everywhere": personal API tokens included, or a thief's
+# script set up with a stolen password outlives the password change.
+EVERY_KIND = ("browser", "api", "personal")
 PREFIXES = {"access": "vbx_at_", "refresh": "vbx_rt_", "personal": "vbx_pat_", "cookie": ""}
 
 

@@ -10,6 +10,7 @@ from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
 from vidbox.auth.passwords import verify_password
 from vidbox.auth.ratelimit import RateLimiter
 from vidbox.auth.sessions import (
+    EVERY_KIND,
     create_personal_token,
     list_personal_tokens,
     revoke_session,
@@ -25,8 +26,6 @@ from vidbox.web.inputs import form_body
 from vidbox.web.render import redirect, render
 
 PASSWORD_CHECKS = 8
-# Personal API tokens too: "everywhere" must include the script a thief set up for later.
-EVERY_SIGN_IN = ("browser", "api", "personal")
 
 
 async def _page(
@@ -76,7 +75,7 @@ async def change_password(request: Request) -> Response:
         return await _page(request, user, error=exc.detail, status=exc.status)
     # A new password ends every other sign-in: whoever knew the old one is out, and so is
     # any API token they made themselves with it.
-    await revoke_user_sessions(db, user.id, kinds=EVERY_SIGN_IN)
+    await revoke_user_sessions(db, user.id, kinds=EVERY_KIND)
     response = redirect(
         "/login",
         flash="Password changed, and your API tokens are revoked. Sign in with the new one.",
@@ -87,7 +86,7 @@ async def change_password(request: Request) -> Response:
 
 async def sign_out_everywhere(request: Request) -> Response:
     user = await require_user(request)
-    await revoke_user_sessions(services_of(request).db, user.id, kinds=EVERY_SIGN_IN)
+    await revoke_user_sessions(services_of(request).db, user.id, kinds=EVERY_KIND)
     response = redirect(
         "/login", flash="You are signed out on every device, and your API tokens are revoked."
     )
