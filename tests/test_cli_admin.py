@@ -10,11 +10,16 @@ from aiosmtpd.handlers import Message
 
 from tests.support import (
     PASSWORD,
+    add_user,
+    api_login,
+    bearer,
     clean_env,
     free_port,
     run_async,
     run_cli,
     s3_environ,
+    start_server,
+    wait_until,
 )
 from vidbox.config import load_settings
 from vidbox.storage import load
@@ -59,6 +64,33 @@ def test_user_commands(tmp_path: Path) -> None:
     missing = run_cli("user", "enable", "nobody@example.org", env=env)
     assert missing.returncode == 1
     assert "No account for nobody@example.org" in missing.stderr
+
+
+def test_set_password_revokes_api_tokens_too(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, environ={})
+    add_user(settings, "cy@example.org")
+    live = start_server(settings)
+    try:
+        with live.client() as client:
+            access = api_login(client, "cy@example.org")["access"]
+            token = client.post("/api/tokens", json={"name": "x"}, headers=bearer(access))
+            personal = token.json()["token"]
+            changed = run_cli(
+                "user",
+                "set-password",
+                "cy@example.org",
+                "--password-stdin",
+                env=clean_env(VIDBOX_DATA_DIR=str(tmp_path)),
+                stdin="another long secret\n",
+            )
+            assert changed.returncode == 0, changed.stderr
+            # Another process revoked it: the server's short auth cache lets it through briefly.
+            wait_until(
+                lambda: client.get("/api/me", headers=bearer(personal)).status_code == 401,
+                what="the personal token to stop working",
+            )
+    finally:
+        live.stop()
 
 
 def test_storage_migrate_to_s3_is_resumable(tmp_path: Path, moto_endpoint: str) -> None:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import click
 
-from vidbox.auth.sessions import revoke_user_sessions
+from vidbox.auth.sessions import EVERY_KIND, revoke_user_sessions
 from vidbox.auth.users import create_user, get_user, list_users, set_password
 from vidbox.cli_options import box_options, box_settings
 from vidbox.errors import VidboxError
@@ -99,7 +99,7 @@ def list_(ctx: click.Context) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.pass_context
 def set_password_cmd(ctx: click.Context, email: str, password_stdin: bool) -> None:
-    """Set an account's password (signs it out everywhere)."""
+    """Set an account's password (signs it out everywhere and revokes its API tokens)."""
     password = _read_password(password_stdin)
 
     async def action(services: Services) -> None:
@@ -107,7 +107,7 @@ def set_password_cmd(ctx: click.Context, email: str, password_stdin: bool) -> No
             await set_password(session, await get_user(session, email), password)
         async with services.db.read() as session:
             found = await get_user(session, email)
-        await revoke_user_sessions(services.db, found.id, kinds=("browser", "api"))
+        await revoke_user_sessions(services.db, found.id, kinds=EVERY_KIND)
 
     _run(ctx, action)
     click.echo(f"Password changed for {email.strip().lower()}.")
@@ -120,7 +120,7 @@ def _set_disabled(ctx: click.Context, email: str, disabled: bool) -> None:
             found.disabled = disabled
             session.add(found)
         if disabled:
-            await revoke_user_sessions(services.db, found.id, kinds=("browser", "api", "personal"))
+            await revoke_user_sessions(services.db, found.id, kinds=EVERY_KIND)
 
     _run(ctx, action)
     click.echo(f"{email.strip().lower()} is {'disabled' if disabled else 'enabled'}.")

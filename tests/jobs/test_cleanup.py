@@ -11,11 +11,12 @@ from sqlmodel import select
 
 from tests.jobs.helpers import add_user, add_video, all_jobs, run, set_job, video_exists
 from tests.storage.conftest import s3_environ
+from vidbox.auth.ratelimit import RateLimiter
 from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE
-from vidbox.jobs.cleanup import CleanupReport, run_cleanup
+from vidbox.jobs.cleanup import RATE_LIMIT_AGE, CleanupReport, run_cleanup
 from vidbox.jobs.queue import enqueue
-from vidbox.models import JobState, Upload, VideoStatus, new_id, utcnow
+from vidbox.models import JobState, RateLimit, Upload, VideoStatus, new_id, utcnow
 from vidbox.services import Services, open_services
 from vidbox.storage import Storage
 from vidbox.uploads import UploadSpool
@@ -203,5 +204,27 @@ def test_spool_from_settings_when_services_has_none(settings: Settings) -> None:
             report = await run_cleanup(services)
             assert report.spool_leftovers == 1
             assert not stray.exists()
+
+    run(go())
+
+
+def test_cleanup_forgets_rate_limit_counters_a_day_old(settings: Settings) -> None:
+    """Each client and account tried leaves a counter; once its window is long over it goes."""
+
+    async def go() -> None:
+        async with open_services(settings) as services:
+            limiter = RateLimiter(services.db)
+            await limiter.count("old", window=timedelta(minutes=15))
+            await limiter.count("recent", window=timedelta(minutes=15))
+            later = utcnow() + RATE_LIMIT_AGE + timedelta(minutes=1)
+            async with services.db.session() as session:
+                row = await session.get(RateLimit, "recent")
+                assert row is not None
+                row.window_start = later - RATE_LIMIT_AGE + timedelta(minutes=1)
+                session.add(row)
+            report = await run_cleanup(services, now=later)
+            assert report.rate_limits == 1
+            async with services.db.read() as session:
+                assert [r.key for r in (await session.exec(select(RateLimit))).all()] == ["recent"]
 
     run(go())

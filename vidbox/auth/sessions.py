@@ -21,6 +21,9 @@ from vidbox.db import Database
 from vidbox.errors import Unauthorized
 from vidbox.models import AuthSession, AuthToken, User, utcnow
 
+# Every kind of sign-in, for "sign out everywhere": personal API tokens included, or a thief's
+# script set up with a stolen password outlives the password change.
+EVERY_KIND = ("browser", "api", "personal")
 PREFIXES = {"access": "vbx_at_", "refresh": "vbx_rt_", "personal": "vbx_pat_", "cookie": ""}
 
 
@@ -183,13 +186,18 @@ def _still_valid(principal: Principal, now: datetime) -> bool:
     )
 
 
-async def revoke_session(db: Database, session_id: str, *, user_id: str | None = None) -> bool:
-    """Revoke one session (optionally only if it belongs to ``user_id``)."""
+async def revoke_session(
+    db: Database, session_id: str, *, user_id: str | None = None, kind: str | None = None
+) -> bool:
+    """Revoke one session (optionally only if it belongs to ``user_id`` and is of ``kind``);
+    False when there was no such session to revoke."""
     query = update(AuthSession).where(
         col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None)
     )
     if user_id is not None:
         query = query.where(col(AuthSession.user_id) == user_id)
+    if kind is not None:
+        query = query.where(col(AuthSession.kind) == kind)
     async with db.session() as session:
         result = await session.exec(query.values(revoked_at=utcnow()))  # type: ignore[call-overload]
     db.auth_cache.clear()

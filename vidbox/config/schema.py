@@ -206,6 +206,13 @@ class AuthSettings:
     session_days: int = option(30, "Browser sign-in lasts this many days.", min=1)
     access_token_minutes: int = option(15, "Lifetime of API access tokens.", min=1, max=1440)
     refresh_token_days: int = option(30, "Lifetime of API refresh tokens.", min=1)
+    stream_recheck_seconds: int = option(
+        30,
+        "Open live-update streams check this often (and before each update) that their "
+        "sign-in is still valid, and end once it is not.",
+        min=1,
+        max=3600,
+    )
 
 
 SECTIONS: dict[str, type] = {

@@ -1,4 +1,5 @@
-"""The hourly cleanup job: expired uploads, stray spool and temp files, orphaned media objects.
+"""The hourly cleanup job: expired uploads, stray spool and temp files, orphaned media objects,
+old job and rate-limit rows.
 
 Every sweep only removes what is both unowned and old, so work in flight is never touched: an
 upload is removed only after its expiry, stray files and storage objects only an hour after
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete
 from sqlmodel import col, select
 
+from vidbox.auth.ratelimit import RateLimiter
 from vidbox.jobs import Handler, JobContext
 from vidbox.jobs.queue import LIVE_STATES, enqueue, release_idempotency_key
 from vidbox.logs import log_fields
@@ -49,6 +51,8 @@ TEMP_AGE = timedelta(days=1)
 # Succeeded jobs are kept a while for the admin page, then dropped; failed and dead ones stay
 # until an admin retries them or their video is deleted.
 SUCCEEDED_JOB_AGE = timedelta(days=7)
+# Rate-limit counters older than any limit's window (the longest is an hour) count nothing.
+RATE_LIMIT_AGE = timedelta(days=1)
 SQL_CHUNK = 500
 VIDEO_PREFIX = "videos/"
 
@@ -61,6 +65,7 @@ class CleanupReport:
     temp_entries: int = 0
     storage_objects: int = 0
     old_jobs: int = 0
+    rate_limits: int = 0
 
 
 async def cleanup(ctx: JobContext) -> None:
@@ -94,6 +99,7 @@ async def run_cleanup(services: Services, *, now: datetime | None = None) -> Cle
         lambda: _temp_leftovers(services.settings.data_dir / "tmp", now, report),
         lambda: _storage_orphans(services, services.storage, now, report),
         lambda: _old_jobs(services, now, report),
+        lambda: _old_rate_limits(services, now, report),
     )
     for sweep in sweeps:
         try:
@@ -299,6 +305,10 @@ async def _old_jobs(services: Services, now: datetime, report: CleanupReport) ->
             )
         )
         report.old_jobs += int(result.rowcount)
+
+
+async def _old_rate_limits(services: Services, now: datetime, report: CleanupReport) -> None:
+    report.rate_limits += await RateLimiter(services.db).forget_before(now - RATE_LIMIT_AGE)
 
 
 HANDLERS: dict[str, Handler] = {CLEANUP_KIND: cleanup}

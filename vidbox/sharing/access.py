@@ -203,10 +203,7 @@ async def request_access(
         (f"share-access-ip:{ip[:100]}", ACCESS_PER_IP),
         (f"share-access-link:{shared.link.id}", ACCESS_PER_LINK),
     )
-    for key, limit in limits:
-        await limiter.check(key, limit=limit, window=ACCESS_WINDOW)
-    for key, _ in limits:
-        await limiter.record(key, window=ACCESS_WINDOW)
+    await limiter.take_all(limits, window=ACCESS_WINDOW)
     if shared.is_public or email not in shared.emails:
         return
     now = utcnow()

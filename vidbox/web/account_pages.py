@@ -17,6 +17,7 @@ from vidbox.web.auth import (
     clear_session_cookie,
     current_principal,
     optional_user,
+    renew_csrf,
     safe_next,
     set_session_cookie,
 )
@@ -35,6 +36,7 @@ async def _signed_in_redirect(request: Request, user: User, target: str = "/") -
     )
     response = redirect(safe_next(target))
     set_session_cookie(request, response, token)
+    renew_csrf(request, response)
     return response
 
 

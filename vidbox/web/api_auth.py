@@ -28,6 +28,12 @@ from vidbox.web.auth import current_principal, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import client_ip, json_body, text
 
+UNKNOWN_ID = "No such token."
+# Per client address: account creation is rare (and each one hashes a password); a client
+# refreshes every access_token_minutes, and a few scripts behind one address may share it.
+REGISTRATIONS_PER_CLIENT = 10  # an hour
+REFRESHES_PER_CLIENT = 60  # in 5 minutes
+
 
 def _tokens_json(pair: TokenPair) -> dict[str, Any]:
     return {
@@ -61,7 +67,7 @@ async def refresh(request: Request) -> JSONResponse:
     services = services_of(request)
     body = await json_body(request)
     await RateLimiter(services.db).hit(
-        f"refresh-ip:{client_ip(request)}", limit=60, window=timedelta(minutes=5)
+        f"refresh-ip:{client_ip(request)}", limit=REFRESHES_PER_CLIENT, window=timedelta(minutes=5)
     )
     auth = services.settings.auth
     pair = await rotate_refresh(
@@ -85,7 +91,9 @@ async def register_user(request: Request) -> JSONResponse:
     services = services_of(request)
     body = await json_body(request)
     await RateLimiter(services.db).hit(
-        f"register-ip:{client_ip(request)}", limit=10, window=timedelta(hours=1)
+        f"register-ip:{client_ip(request)}",
+        limit=REGISTRATIONS_PER_CLIENT,
+        window=timedelta(hours=1),
     )
     user = await register(
         services.db,
@@ -125,8 +133,11 @@ async def tokens(request: Request) -> JSONResponse:
 async def revoke_token(request: Request) -> Response:
     user = await require_user(request)
     token_id = request.path_params["token_id"]
-    if not await revoke_session(services_of(request).db, token_id, user_id=user.id):
-        raise NotFound("No such token.")
+    # Another user's token is "not found" like one that never existed: no 403 that would
+    # confirm the id is real.
+    db = services_of(request).db
+    if not await revoke_session(db, token_id, user_id=user.id, kind="personal"):
+        raise NotFound(UNKNOWN_ID)
     return Response(status_code=204)
 
 

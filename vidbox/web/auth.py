@@ -3,7 +3,9 @@
 API clients send ``Authorization: Bearer <token>`` (an access or personal token). Browsers send
 the session cookie, and every state-changing request they make must also carry the CSRF token
 (form field ``_csrf`` or header ``X-CSRF-Token``): a signed double-submit token, the HMAC of a
-random cookie value under the box's secret key, so another site can neither read nor forge it.
+random cookie value and the browser sign-in under the box's secret key, so another site can
+neither read nor forge it, and a token from one sign-in does not work in another. Signing in
+renews the cookie value.
 """
 
 from __future__ import annotations
@@ -68,18 +70,28 @@ def _session_token(request: Request) -> str | None:
 # --- CSRF -------------------------------------------------------------------------------
 
 
-def _csrf_for(request: Request, seed: str) -> str:
+def _csrf_for(request: Request, seed: str, session_id: str) -> str:
+    # Bound to the sign-in as well as to the seed cookie: someone who can plant a cookie (a
+    # sibling subdomain can) plants the seed of a token they hold, but that token was made
+    # for their own sign-in, not the victim's.
     key = services_of(request).secret_key
-    return hmac.new(key, b"csrf:" + seed.encode(), hashlib.sha256).hexdigest()
+    message = f"csrf:{session_id}:{seed}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _cookie_session_id(principal: Principal | None) -> str:
+    """The browser sign-in a CSRF token belongs to; "" before signing in."""
+    return principal.session.id if principal is not None and principal.via == "cookie" else ""
 
 
 def csrf_token(request: Request) -> str:
-    """The CSRF token for forms and fetches on this page; remembers to set the seed cookie."""
-    seed = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf_seed", None)
+    """The CSRF token for forms and fetches on this page (rendered after the principal is
+    known); remembers to set the seed cookie."""
+    seed = getattr(request.state, "csrf_seed", None) or request.cookies.get(CSRF_COOKIE)
     if not seed:
         seed = secrets.token_urlsafe(24)
         request.state.csrf_seed = seed
-    return _csrf_for(request, seed)
+    return _csrf_for(request, seed, _cookie_session_id(request.scope.get(PRINCIPAL_KEY)))
 
 
 def set_csrf_cookie(request: Request, response: Response) -> None:
@@ -96,6 +108,13 @@ def set_csrf_cookie(request: Request, response: Response) -> None:
         )
 
 
+def renew_csrf(request: Request, response: Response) -> None:
+    """A fresh seed cookie at sign-in: nothing from before it (a seed someone planted
+    included) carries over into the signed-in session."""
+    request.state.csrf_seed = secrets.token_urlsafe(24)
+    set_csrf_cookie(request, response)
+
+
 def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if not origin or origin == "null":
@@ -107,8 +126,10 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc in allowed
 
 
-async def check_csrf(request: Request) -> None:
-    """Refuse a browser's state-changing request that did not come from our own pages."""
+async def check_csrf(request: Request, principal: Principal | None = None) -> None:
+    """Refuse a browser's state-changing request that did not come from our own pages of
+    this sign-in. ``principal`` is the request's cookie sign-in when the caller has it;
+    otherwise it is looked up."""
     submitted = request.headers.get("x-csrf-token")
     if submitted is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -116,11 +137,15 @@ async def check_csrf(request: Request) -> None:
         form = await request.form()
         value = form.get("_csrf")
         submitted = value if isinstance(value, str) else None
+    if principal is None:
+        principal = await _cookie_principal(request)
     seed = request.cookies.get(CSRF_COOKIE)
     if (
         not submitted
         or not seed
-        or not hmac.compare_digest(submitted, _csrf_for(request, seed))
+        or not hmac.compare_digest(
+            submitted, _csrf_for(request, seed, _cookie_session_id(principal))
+        )
         or not _same_origin(request)
     ):
         raise Forbidden(
@@ -155,13 +180,31 @@ async def current_principal(request: Request) -> Principal | None:
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
     else:
-        token = _session_token(request)
-        if token:
-            principal = await authenticate(db, token, ("cookie",))
+        principal = await _cookie_principal(request)
         if principal is not None and request.method not in SAFE_METHODS:
-            await check_csrf(request)
+            await check_csrf(request, principal)
     request.scope[PRINCIPAL_KEY] = principal
     return principal
+
+
+async def _cookie_principal(request: Request) -> Principal | None:
+    """Who the session cookie signs in, if anyone (the Authorization header aside)."""
+    known: Principal | None = request.scope.get(PRINCIPAL_KEY)
+    if known is not None and known.via == "cookie":
+        return known
+    token = _session_token(request)
+    return await authenticate(services_of(request).db, token, ("cookie",)) if token else None
+
+
+async def still_signed_in(request: Request) -> bool:
+    """Whether the credential this request came with is valid now. A response that goes on
+    for long (an event stream) asks again as it goes: the sign-in may have ended since."""
+    header = request.headers.get("authorization")
+    if header:
+        token, kinds = header.partition(" ")[2].strip(), ("access", "personal")
+    else:
+        token, kinds = _session_token(request) or "", ("cookie",)
+    return await authenticate(services_of(request).db, token, kinds) is not None
 
 
 async def optional_user(request: Request) -> User | None:

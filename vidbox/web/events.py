@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from vidbox.models import Video, VideoStatus, utcnow
 from vidbox.server import SERVER_STOPPING
 from vidbox.sharing import unread_count
 from vidbox.videos import renditions_of, video_json
-from vidbox.web.auth import require_user
+from vidbox.web.auth import require_user, still_signed_in
 from vidbox.web.deps import services_of
 
 POLL_SECONDS = 0.5
@@ -58,6 +59,31 @@ async def _stopping_within(seconds: float, stopping: asyncio.Event | None) -> bo
 
 
 async def _stream(
+    request: Request, video_ids: list[str] | None, owner_id: str
+) -> AsyncIterator[bytes]:
+    """``_changes`` for as long as the request's sign-in lasts: checked before anything is
+    sent and every ``auth.stream_recheck_seconds`` in between, so a page left open after a
+    logout, a password change or a revoked token stops hearing anything (its EventSource
+    then gets a 401 when it reconnects, and stops)."""
+    recheck = services_of(request).settings.auth.stream_recheck_seconds
+    checked = time.monotonic()
+    async with aclosing(_changes(request, video_ids, owner_id)) as changes:
+        async for chunk in changes:
+            due = time.monotonic() - checked >= recheck
+            if (chunk or due) and not await still_signed_in(request):
+                return
+            if due:
+                checked = time.monotonic()
+            if chunk:
+                yield chunk
+
+
+# What ``_changes`` yields after a poll with nothing to send, so its caller can run its
+# periodic checks without a timer of its own.
+_IDLE = b""
+
+
+async def _changes(
     request: Request, video_ids: list[str] | None, owner_id: str
 ) -> AsyncIterator[bytes]:
     """Changes of the given videos, or (``video_ids`` None) of every video of the owner that
@@ -117,6 +143,7 @@ async def _stream(
         if time.monotonic() - last_sent > HEARTBEAT_SECONDS:
             last_sent = time.monotonic()
             yield b": keep-alive\n\n"
+        yield _IDLE
         if await _stopping_within(POLL_SECONDS, stopping):
             return
 

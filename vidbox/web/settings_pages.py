@@ -10,14 +10,16 @@ from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
 from vidbox.auth.passwords import verify_password
 from vidbox.auth.ratelimit import RateLimiter
 from vidbox.auth.sessions import (
+    EVERY_KIND,
     create_personal_token,
     list_personal_tokens,
     revoke_session,
     revoke_user_sessions,
 )
 from vidbox.auth.users import check_name, set_password
-from vidbox.errors import VidboxError
+from vidbox.errors import NotFound, VidboxError
 from vidbox.models import User
+from vidbox.web.api_auth import UNKNOWN_ID
 from vidbox.web.auth import clear_session_cookie, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import form_body
@@ -60,10 +62,10 @@ async def change_password(request: Request) -> Response:
     db = services_of(request).db
     # A stolen session must not become a way to guess the password.
     limiter, key = RateLimiter(db), f"password-check:{user.id}"
-    await limiter.check(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
+    counted = await limiter.take(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
     if not await verify_password(user.password_hash, form.get("current_password", "")):
-        await limiter.record(key, window=PASSWORD_WINDOW)
         return await _page(request, user, error="Your current password is not right.", status=400)
+    await limiter.give_back(counted)
     try:
         async with db.session() as session:
             fresh = await session.get(User, user.id)
@@ -71,17 +73,23 @@ async def change_password(request: Request) -> Response:
             await set_password(session, fresh, form.get("new_password", ""))
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
-    # A new password ends every other sign-in: whoever knew the old one is out.
-    await revoke_user_sessions(db, user.id, kinds=("browser", "api"))
-    response = redirect("/login", flash="Password changed. Sign in with the new one.")
+    # A new password ends every other sign-in: whoever knew the old one is out, and so is
+    # any API token they made themselves with it.
+    await revoke_user_sessions(db, user.id, kinds=EVERY_KIND)
+    response = redirect(
+        "/login",
+        flash="Password changed, and your API tokens are revoked. Sign in with the new one.",
+    )
     clear_session_cookie(response)
     return response
 
 
 async def sign_out_everywhere(request: Request) -> Response:
     user = await require_user(request)
-    await revoke_user_sessions(services_of(request).db, user.id, kinds=("browser", "api"))
-    response = redirect("/login", flash="You are signed out on every device.")
+    await revoke_user_sessions(services_of(request).db, user.id, kinds=EVERY_KIND)
+    response = redirect(
+        "/login", flash="You are signed out on every device, and your API tokens are revoked."
+    )
     clear_session_cookie(response)
     return response
 
@@ -98,7 +106,12 @@ async def create_token(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     user = await require_user(request)
-    await revoke_session(services_of(request).db, request.path_params["token_id"], user_id=user.id)
+    token_id = request.path_params["token_id"]
+    # As in the API: someone else's token and a made-up id get the same 404.
+    if not await revoke_session(
+        services_of(request).db, token_id, user_id=user.id, kind="personal"
+    ):
+        raise NotFound(UNKNOWN_ID)
     return redirect("/settings", flash="Token revoked.")
 
 
