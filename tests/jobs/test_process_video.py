@@ -68,9 +68,9 @@ def lavfi(size: str, seconds: int, *, audio: bool = True, rate: int = 25) -> lis
 
 
 CLIP_RECIPES: dict[str, list[str]] = {
-    # 3 s, a keyframe every second: copied at 240p, 144p encoded.
-    "landscape.mp4": [*lavfi("320x240", 3), *X264, "-g", "25", *AAC],
-    "silent.mp4": [*lavfi("320x240", 2, audio=False), *X264, "-g", "25"],
+    # 3 s, a keyframe every second, within 240p's bitrate: copied at 240p, 144p encoded.
+    "landscape.mp4": [*lavfi("320x240", 3), *X264, "-g", "25", "-b:v", "400k", *AAC],
+    "silent.mp4": [*lavfi("320x240", 2, audio=False), *X264, "-g", "25", "-b:v", "400k"],
     "fwvga.mp4": [*lavfi("854x480", 2), *X264, "-g", "25", *AAC],
     # Pixels 4:3 wider than tall: shown as 427x240, so it is encoded with square pixels.
     "anamorphic.mp4": [*lavfi("320x240", 2), "-vf", "setsar=4/3", *X264, "-g", "25", *AAC],
@@ -366,7 +366,8 @@ def test_retry_after_success_is_idempotent(
         ),
         pytest.param(
             "fwvga.mp4", ("h264", "aac"), True,
-            [("144p", 256, 144, False), ("240p", 428, 240, False), ("480p", 854, 480, True)],
+            # Above the top rung: encoded down to it, never copied (issue 15, item 4).
+            [("144p", 256, 144, False), ("240p", 428, 240, False)],
             id="854x480",
         ),
         pytest.param(
@@ -604,7 +605,7 @@ def test_stores_into_s3_with_content_types(
 # -- pure parts and helpers --------------------------------------------------------------
 
 
-def test_master_playlist_lists_renditions_by_bandwidth() -> None:
+def test_master_playlist_starts_near_720p_then_lists_by_bandwidth() -> None:
     rows = [
         Rendition(
             video_id="v", name="240p", width=320, height=240, bandwidth=900_000,
@@ -620,8 +621,8 @@ def test_master_playlist_lists_renditions_by_bandwidth() -> None:
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
     assert [line for line in lines if not line.startswith("#")] == [
-        "144p/index.m3u8",
         "240p/index.m3u8",
+        "144p/index.m3u8",
     ]
     assert "BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=320x240" in text
     assert list(HANDLERS) == ["process_video"]

@@ -44,7 +44,6 @@ from vidbox.media import (
     RenditionInfo,
     RenditionPlan,
     build_master_playlist,
-    can_copy,
     encode_ladder,
     make_thumbnail,
     parse_media_playlist,
@@ -294,10 +293,11 @@ class Pipeline:
         """For a browser-playable source: remux it as the top rendition and make the video
         READY. Returns the plans still to encode and where their keyframes must go."""
         rungs, segment_seconds = self.options.renditions, self.options.segment_seconds
-        if not can_copy(info):
-            return plan_ladder(info, rungs, copy_top=False), None
+        # plan_ladder decides whether the source may stand in for a rung at all.
         plans = plan_ladder(info, rungs, copy_top=True)
-        top = next(plan for plan in plans if plan.copy)
+        top = next((plan for plan in plans if plan.copy), None)
+        if top is None:
+            return plans, None
         rendition_dir = await remux_top_rung(
             source,
             self.hls_dir,

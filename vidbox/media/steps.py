@@ -20,7 +20,7 @@ from vidbox.media.ladder import (
     remux_args,
     thumbnail_args,
 )
-from vidbox.media.playlist import parse_media_playlist
+from vidbox.media.playlist import fix_target_duration, parse_media_playlist
 from vidbox.media.probe import Probe
 from vidbox.media.runner import ProgressCallback, run_ffmpeg
 
@@ -105,10 +105,15 @@ def _non_empty_file(path: Path) -> bool:
 
 
 def _written_seconds(rendition_dir: Path) -> float:
-    """Seconds of video in the rendition's complete playlist; MediaError if there is none."""
+    """Seconds of video in the rendition's complete playlist; MediaError if there is none.
+    Corrects the playlist's target duration where FFmpeg got it wrong."""
     playlist_path = rendition_dir / MEDIA_PLAYLIST
     if playlist_path.is_file():
-        playlist = parse_media_playlist(playlist_path.read_text())
+        text = playlist_path.read_text()
+        playlist = parse_media_playlist(text)
         if playlist.segments and playlist.complete:
+            fixed = fix_target_duration(text)
+            if fixed != text:
+                playlist_path.write_text(fixed)
             return playlist.total_duration
     raise MediaError("FFmpeg finished without writing the video segments.", permanent=False)
