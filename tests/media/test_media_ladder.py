@@ -14,6 +14,7 @@ from vidbox.media import (
     can_copy,
     keyframe_args,
     ladder_args,
+    left_out,
     plan_ladder,
     remux_args,
     thumbnail_args,
@@ -315,3 +316,67 @@ def test_the_source_is_copied_only_within_one_and_a_half_times_the_rungs_bitrate
     assert [p.name for p in plans] == RUNGS
     assert plans[-1].copy is copied
     assert not any(p.copy for p in plans[:-1])
+
+
+# -- tracks and fields (issue 15, item 12) ------------------------------------------------
+
+
+def test_interlaced_sources_are_deinterlaced_before_the_split_and_never_copied() -> None:
+    probe = make_probe(1920, 1080, interlaced=True)
+    assert not can_copy(probe)
+    plans = plan_ladder(probe, RUNGS, copy_top=True)
+    assert all(p.deinterlace and not p.copy for p in plans)
+    args = ladder_args(
+        Path("in.mts"), Path("out"), plans, segment_seconds=6, preset="veryfast", probe=probe
+    )
+    graph = option(args, "-filter_complex")
+    assert graph.startswith("[0:V:0]bwdif=mode=send_frame:parity=auto:deint=all,split=4")
+    thumbnail = option(thumbnail_args(Path("in.mts"), Path("t.jpg"), probe), "-vf")
+    assert thumbnail.startswith("bwdif=")
+    progressive = make_probe(1920, 1080, video_codec="hevc")
+    graph = option(
+        ladder_args(
+            Path("in.mp4"), Path("out"), plan_ladder(progressive, RUNGS, copy_top=False),
+            segment_seconds=6, preset="veryfast", probe=progressive,
+        ),
+        "-filter_complex",
+    )  # fmt: skip
+    assert "bwdif" not in graph
+
+
+def test_renditions_carry_the_default_audio_track() -> None:
+    probe = make_probe(1280, 720, audio_stream=2, audio_tracks=3, audio_codec="ac3")
+    for plan in plan_ladder(probe, RUNGS, copy_top=False):
+        args = ladder_args(
+            Path("in.mkv"), Path("out"), [plan], segment_seconds=6, preset="veryfast", probe=probe
+        )
+        assert args[args.index("0:a:2") - 1] == "-map"
+        assert "0:a:0" not in args
+
+
+def test_the_ladder_fails_past_a_tenth_of_frames_undecodable() -> None:
+    probe = make_probe(1280, 720, video_codec="hevc")
+    args = ladder_args(
+        Path("in.mp4"), Path("out"), plan_ladder(probe, RUNGS, copy_top=False),
+        segment_seconds=6, preset="veryfast", probe=probe,
+    )  # fmt: skip
+    assert args.index("-max_error_rate") < args.index("-i")
+    assert option(args, "-max_error_rate") == "0.1"
+
+
+@pytest.mark.parametrize(
+    ("audio", "subtitles", "sentence"),
+    [
+        (0, 0, None),
+        (1, 0, None),
+        (2, 0, "1 more audio track is only in the original."),
+        (3, 1, "2 more audio tracks and 1 subtitle track are only in the original."),
+        (1, 1, "1 subtitle track is only in the original."),
+        (1, 2, "2 subtitle tracks are only in the original."),
+        (2, 1, "1 more audio track and 1 subtitle track are only in the original."),
+    ],
+)
+def test_what_is_left_out_is_said_in_a_sentence(
+    audio: int, subtitles: int, sentence: str | None
+) -> None:
+    assert left_out(make_probe(audio_tracks=audio, subtitle_tracks=subtitles)) == sentence

@@ -6,6 +6,7 @@ processed by the real job runner with the bundled FFmpeg.
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import LiveServer, add_user, api_login, bearer, start_server, wait_for_status
+from tests.support import (
+    LiveServer,
+    add_user,
+    api_login,
+    bearer,
+    browser_login,
+    start_server,
+    wait_for_status,
+)
 from vidbox.config import Settings
 from vidbox.media import ffmpeg_exe
 
@@ -24,7 +33,7 @@ FAST = {"VIDBOX_PROCESSING__PRESET": "ultrafast", "VIDBOX_PROCESSING__SEGMENT_SE
 def make_clip(path: Path, source: str, *codec: str) -> Path:
     command = [
         ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-f", "lavfi", "-i", source,
-        "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=30",
         *codec, "-c:a", "aac", "-shortest", str(path),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
@@ -54,7 +63,63 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "640x360": make_clip(
             folder / "640x360.mp4", test.format("640x360"), *X264, "-pix_fmt", "yuv420p"
         ),
+        "multitrack-interlaced": multitrack_interlaced(folder / "multi.mp4"),
+        "20s": make_clip(
+            folder / "20s.mp4",
+            "testsrc2=size=320x240:rate=25:duration=20",
+            *X264,
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "400k",
+            "-movflags",
+            "+faststart",
+        ),
+        "10s-360p": make_clip(
+            folder / "10s-360p.mp4",
+            "testsrc2=size=640x360:rate=25:duration=10",
+            *X264,
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+        ),
     }
+
+
+def damage(clip: Path, path: Path, start: float, share: float) -> Path:
+    """A copy of ``clip`` with ``share`` of its bytes, from ``start`` of the way in, replaced
+    by noise: the index is intact, the frames there are not."""
+    data = bytearray(clip.read_bytes())
+    begin = int(len(data) * start)
+    noise = random.Random(15).randbytes(int(len(data) * share))
+    data[begin : begin + len(noise)] = noise
+    path.write_bytes(bytes(data))
+    return path
+
+
+def multitrack_interlaced(path: Path) -> Path:
+    """Real fields (50 pictures a second woven into 25 frames), flagged top field first, with
+    three audio tracks (the second, stereo 48 kHz, is the default) and a subtitle track."""
+    subtitles = path.with_suffix(".srt")
+    subtitles.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    tone = "sine=frequency={}:duration=2:sample_rate={}"
+    command = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=50:duration=2",
+        "-f", "lavfi", "-i", tone.format(440, 44100),
+        "-f", "lavfi", "-i", tone.format(660, 48000),
+        "-f", "lavfi", "-i", tone.format(880, 44100),
+        "-i", str(subtitles),
+        "-map", "0", "-map", "1", "-map", "2", "-map", "3", "-map", "4",
+        "-vf", "interlace=scan=tff", "-c:v", "libx264", "-preset", "ultrafast",
+        "-pix_fmt", "yuv420p", "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-g", "25",
+        "-c:a", "aac", "-ac:a:1", "2", "-c:s", "mov_text",
+        "-disposition:a:0", "0", "-disposition:a:1", "default", str(path),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +212,82 @@ def test_a_clip_under_a_second_has_a_target_duration_of_one(
         assert target and int(target.group(1)) == 1, (variant, text)
         longest = max(float(d) for d in re.findall(r"^#EXTINF:([\d.]+),", text, re.M))
         assert 0 < longest < 1
+
+
+def rendition_file(client: httpx.Client, video: dict, name: str, path: Path) -> Path:
+    """One rendition downloaded as a single fragmented MP4 (init, then every segment)."""
+    base = str(video["hls_url"]).rsplit("/", 1)[0] + f"/{name}"
+    playlist = client.get(f"{base}/index.m3u8").text
+    files = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    path.write_bytes(b"".join(client.get(f"{base}/{f}").content for f in ["init.mp4", *files]))
+    return path
+
+
+def ffmpeg_report(*args: str) -> str:
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120).stderr
+
+
+def test_interlaced_multitrack_source_is_deinterlaced_and_says_what_is_left_out(
+    box: tuple[LiveServer, dict[str, str]],
+    client: httpx.Client,
+    clips: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    video = process(client, clips["multitrack-interlaced"])
+    assert video["status"] == "READY", video
+    sentence = "2 more audio tracks and 1 subtitle track are only in the original."
+    assert video["left_out"] == sentence
+    assert video["warnings"] == []
+    assert_plays(client, video)
+    top = rendition_file(client, video, "240p", tmp_path / "240p.mp4")
+    # The default track (stereo, 48 kHz), not the first one (mono, 44.1 kHz).
+    assert re.search(r"Audio: aac.*48000 Hz, stereo", ffmpeg_report("-i", str(top)))
+    # Fields woven into frames: idet sees progressive pictures, not combing.
+    counts = re.findall(
+        r"Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)",
+        ffmpeg_report("-i", str(top), "-vf", "idet", "-f", "null", "-"),
+    )
+    assert counts, "idet printed nothing"
+    tff, bff, progressive = map(int, counts[-1])  # the last report covers every frame
+    assert progressive > 4 * (tff + bff), counts
+
+    server, _ = box
+    with server.client() as browser:
+        browser_login(browser, "ann@example.org")
+        page = browser.get(f"/videos/{video['id']}")
+        assert page.status_code == 200
+        assert sentence in page.text
+
+
+def test_damage_mid_stream_is_ready_with_a_warning_saying_where(
+    box: tuple[LiveServer, dict[str, str]],
+    client: httpx.Client,
+    clips: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    clip = damage(clips["20s"], tmp_path / "damaged.mp4", start=0.6, share=0.02)
+    video = process(client, clip)
+    assert video["status"] == "READY", video
+    assert video["error"] is None
+    [warning] = video["warnings"]  # type: ignore[misc]
+    assert re.fullmatch(
+        r"The video is damaged from 0:1[0-3]; the picture may break up or freeze from there\.",
+        warning,
+    ), warning
+    assert_plays(client, video)
+    server, _ = box
+    with server.client() as browser:
+        browser_login(browser, "ann@example.org")
+        assert warning in browser.get(f"/videos/{video['id']}").text
+
+
+def test_a_mostly_damaged_video_fails_with_a_reason(
+    client: httpx.Client, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    clip = damage(clips["10s-360p"], tmp_path / "wrecked.mp4", start=0.3, share=0.4)
+    video = process(client, clip)
+    assert video["status"] == "FAILED", video
+    assert re.fullmatch(
+        r"\d+% of the video's frames are damaged, too many to play\.", video["error"]
+    )

@@ -112,6 +112,26 @@ def too_small(probe: Probe) -> str | None:
     )
 
 
+def left_out(probe: Probe) -> str | None:
+    """What the renditions do not carry, for the video's details: "2 more audio tracks and
+    1 subtitle track are only in the original." None when they carry everything.
+
+    Renditions carry one audio track (the default one) and no subtitles: browsers' HLS
+    players pick neither alternate audio nor fMP4 subtitles from a single variant.
+    """
+    parts = []
+    extra_audio = max(0, probe.audio_tracks - 1)
+    if extra_audio:
+        parts.append(f"{extra_audio} more audio track{'s' if extra_audio > 1 else ''}")
+    if probe.subtitle_tracks:
+        count = probe.subtitle_tracks
+        parts.append(f"{count} subtitle track{'s' if count > 1 else ''}")
+    if not parts:
+        return None
+    single = len(parts) == 1 and (extra_audio or probe.subtitle_tracks) == 1
+    return f"{' and '.join(parts)} {'is' if single else 'are'} only in the original."
+
+
 def plan_ladder(probe: Probe, rungs: Sequence[str], *, copy_top: bool) -> list[RenditionPlan]:
     """Renditions for ``probe``, lowest first.
 
@@ -245,6 +265,11 @@ def thumbnail_args(src: Path, dst: Path, probe: Probe) -> list[str]:
     ]
 
 
+# Share of frames that may fail to decode before a video counts as broken rather than
+# damaged: beyond it the ladder run fails (FFmpeg's own count), below it the video is READY
+# with a warning saying where the damage starts.
+MAX_DECODE_ERROR_RATE = 0.1
+
 # Quiet FFmpeg that reports its position on stdout for the progress bar.
 WITH_PROGRESS = ("-hide_banner", "-y", "-loglevel", "warning", "-nostats", "-progress", "pipe:1")
 
@@ -353,6 +378,8 @@ def ladder_args(
         chains.append(f"[split{i}]scale={plan.width}:{plan.height},setsar=1[out{i}]")
     args = [
         *WITH_PROGRESS,
+        "-max_error_rate",
+        str(MAX_DECODE_ERROR_RATE),
         *input_args(src),
         "-filter_complex",
         ";".join(chains),
@@ -365,6 +392,12 @@ def ladder_args(
         args += _audio_args(plan)
         args += _hls_output_args(out_dir / plan.name, segment_seconds)
     return args
+
+
+def locate_damage_args(src: Path) -> list[str]:
+    """Decode the video until the first error and stop there (``-xerror``): the last
+    progress position is where the damage starts. Run only for a video known to be damaged."""
+    return [*WITH_PROGRESS, "-xerror", *input_args(src), "-map", "0:V:0", "-f", "null", "-"]
 
 
 def _audio_args(plan: RenditionPlan) -> list[str]:
