@@ -71,7 +71,8 @@ CLIP_RECIPES: dict[str, list[str]] = {
     # 3 s, a keyframe every second, within 240p's bitrate: copied at 240p, 144p encoded.
     "landscape.mp4": [*lavfi("320x240", 3), *X264, "-g", "25", "-b:v", "400k", *AAC],
     "silent.mp4": [*lavfi("320x240", 2, audio=False), *X264, "-g", "25", "-b:v", "400k"],
-    "fwvga.mp4": [*lavfi("854x480", 2), *X264, "-g", "25", *AAC],
+    # Within 480p's copy budget (1.5x 1.4 Mbit/s) for the default ladder.
+    "fwvga.mp4": [*lavfi("854x480", 2), *X264, "-g", "25", "-b:v", "1M", *AAC],
     # Pixels 4:3 wider than tall: shown as 427x240, so it is encoded with square pixels.
     "anamorphic.mp4": [*lavfi("320x240", 2), "-vf", "setsar=4/3", *X264, "-g", "25", *AAC],
     "vp9.webm": [
@@ -698,5 +699,8 @@ def test_processing_bench_measures_and_reports_on_tiny_clips(
     printed = capsys.readouterr().out
     assert "4runs/vidbox" in printed
     assert re.search(
-        r"H\.264: READY < 1\.0 s after the last byte\s+[\d.]+ s\s+(met|MISSED)", printed
+        r"H\.264/AAC mp4: READY < 1\.0 s after the last byte\s+[\d.]+ s\s+(met|MISSED)", printed
     )
+    assert re.search(r"VP9/Opus webm: vidbox / single <= 1\.05x\s+[\d.]+x\s+(met|MISSED)", printed)
+    assert re.search(r"^H\.264/AAC mp4\s+yes\s", printed, re.M)  # copied
+    assert re.search(r"^VP9/Opus webm\s+no\s", printed, re.M)
