@@ -63,6 +63,14 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "640x360": make_clip(
             folder / "640x360.mp4", test.format("640x360"), *X264, "-pix_fmt", "yuv420p"
         ),
+        # What a phone's 8K mode or a render writes: ~200 Mbit/s Constrained Baseline.
+        "8k": make_clip(
+            folder / "8k.mp4",
+            "testsrc2=size=7680x4320:rate=25:duration=0.4",
+            *X264,
+            "-pix_fmt",
+            "yuv420p",
+        ),
         "multitrack-interlaced": multitrack_interlaced(folder / "multi.mp4"),
         "20s": make_clip(
             folder / "20s.mp4",
@@ -291,3 +299,17 @@ def test_a_mostly_damaged_video_fails_with_a_reason(
     assert re.fullmatch(
         r"\d+% of the video's frames are damaged, too many to play\.", video["error"]
     )
+
+
+def test_an_8k_clip_under_a_second_is_encoded_down_to_the_ladder(
+    client: httpx.Client, clips: dict[str, Path]
+) -> None:
+    video = process(client, clips["8k"])
+    assert video["status"] == "READY", video
+    renditions = video["renditions"]
+    assert [r["name"] for r in renditions] == ["144p", "240p"]  # type: ignore[attr-defined]
+    assert [(r["width"], r["height"]) for r in renditions] == [(256, 144), (426, 240)]  # type: ignore[attr-defined]
+    assert all(r["bitrate"] < 2_000_000 for r in renditions)  # type: ignore[attr-defined]
+    base = str(video["hls_url"]).rsplit("/", 1)[0]
+    for variant in assert_plays(client, video):
+        assert "#EXT-X-TARGETDURATION:1\n" in client.get(f"{base}/{variant}").text
