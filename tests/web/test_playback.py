@@ -21,11 +21,14 @@ from tests.support import (
     api_login,
     bearer,
     browser_login,
+    run_async,
     start_server,
     wait_for_status,
 )
 from vidbox.config import Settings
 from vidbox.media import ffmpeg_exe
+from vidbox.models import Rendition
+from vidbox.services import open_services
 
 FAST = {"VIDBOX_PROCESSING__PRESET": "ultrafast", "VIDBOX_PROCESSING__SEGMENT_SECONDS": "1"}
 
@@ -313,3 +316,22 @@ def test_an_8k_clip_under_a_second_is_encoded_down_to_the_ladder(
     base = str(video["hls_url"]).rsplit("/", 1)[0]
     for variant in assert_plays(client, video):
         assert "#EXT-X-TARGETDURATION:1\n" in client.get(f"{base}/{variant}").text
+
+
+def test_rows_named_before_the_one_definition_are_left_out_of_the_master(
+    box: tuple[LiveServer, dict[str, str]], client: httpx.Client, clips: dict[str, Path]
+) -> None:
+    video = process(client, clips["160x90"])
+    server, _ = box
+
+    async def add_legacy_row() -> None:
+        async with open_services(server.settings) as services, services.db.session() as session:
+            session.add(
+                Rendition(
+                    video_id=str(video["id"]), name="16000p", width=16000, height=16000,
+                    bandwidth=243_000_000, average_bandwidth=243_000_000, codecs="avc1.42c03c",
+                )
+            )  # fmt: skip
+
+    run_async(add_legacy_row())
+    assert assert_plays(client, video) == ["90p/index.m3u8"]

@@ -64,6 +64,9 @@ async def master(request: Request, video: Video) -> Response:
         rows = list(
             (await session.exec(select(Rendition).where(Rendition.video_id == video.id))).all()
         )
+    # Rows from before rendition names had one definition ("16000p") would be variants
+    # that 404; the others still play.
+    rows = [row for row in rows if is_rendition_name(row.name)]
     if not rows:
         raise NotFound("This video is not ready to play yet.")
     body = master_playlist_for(rows)
