@@ -19,7 +19,7 @@ from vidbox.media import (
     remux_args,
     thumbnail_args,
 )
-from vidbox.media.ladder import RENDITION_NAME, is_rendition_name, rendition_name
+from vidbox.media.names import RENDITION_NAME, is_rendition_name, rendition_name
 
 RUNGS = ["360p", "480p", "720p", "1080p"]
 

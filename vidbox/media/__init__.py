@@ -14,7 +14,6 @@ from vidbox.media.ladder import (
     can_copy,
     keyframe_args,
     ladder_args,
-    left_out,
     plan_ladder,
     remux_args,
     thumbnail_args,
@@ -32,6 +31,7 @@ from vidbox.media.probe import Probe, parse_probe, probe, probe_args
 from vidbox.media.progress import ProgressTracker, parse_progress_line
 from vidbox.media.runner import ffmpeg_exe, run_ffmpeg
 from vidbox.media.steps import EncodedLadder, encode_ladder, make_thumbnail, remux_top_rung
+from vidbox.media.tracks import left_out
 
 __all__ = [
     "EncodedLadder",

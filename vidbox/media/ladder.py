@@ -7,13 +7,13 @@ runner executes the lists; tests read them.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
 from vidbox.media.errors import MediaError
+from vidbox.media.names import rendition_name
 from vidbox.media.probe import Probe, input_args
 
 THUMBNAIL_WIDTH = 1280
@@ -42,10 +42,6 @@ DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all"
 _MAX_KEYFRAME_LIST_CHARS = 60_000
 
 
-# Rendition names are the short side in pixels and "p" ("720p"): the folder in storage, the
-# path segment the HLS routes accept, the label in the player. This pattern is the one
-# definition all three use; ``plan_ladder`` never makes a name outside it.
-RENDITION_NAME = re.compile(r"^[1-9][0-9]{0,3}p$")
 # Below this many pixels on a side there is no picture to speak of (an H.264 macroblock is
 # 16x16), and such "videos" are tracking pixels or mistakes rather than something to watch.
 MIN_SIDE = 16
@@ -53,17 +49,6 @@ MIN_SIDE = 16
 # bitrate vidbox would give a rendition of its size: players switch between neighbouring
 # renditions, and a copied 20 Mbit/s rung next to a 2.8 Mbit/s one stalls on every switch.
 COPY_MAX_BITRATE_RATIO = 1.5
-
-
-def rendition_name(short_side: int) -> str:
-    name = f"{short_side}p"
-    if not RENDITION_NAME.match(name):
-        raise ValueError(f"no rendition can be {short_side} pixels high")
-    return name
-
-
-def is_rendition_name(name: str) -> bool:
-    return RENDITION_NAME.match(name) is not None
 
 
 @dataclass(frozen=True)
@@ -110,26 +95,6 @@ def too_small(probe: Probe) -> str | None:
         f"This video is {probe.width}x{probe.height} pixels, too small to play; "
         f"it needs at least {MIN_SIDE} pixels on each side."
     )
-
-
-def left_out(probe: Probe) -> str | None:
-    """What the renditions do not carry, for the video's details: "2 more audio tracks and
-    1 subtitle track are only in the original." None when they carry everything.
-
-    Renditions carry one audio track (the default one) and no subtitles: browsers' HLS
-    players pick neither alternate audio nor fMP4 subtitles from a single variant.
-    """
-    parts = []
-    extra_audio = max(0, probe.audio_tracks - 1)
-    if extra_audio:
-        parts.append(f"{extra_audio} more audio track{'s' if extra_audio > 1 else ''}")
-    if probe.subtitle_tracks:
-        count = probe.subtitle_tracks
-        parts.append(f"{count} subtitle track{'s' if count > 1 else ''}")
-    if not parts:
-        return None
-    single = len(parts) == 1 and (extra_audio or probe.subtitle_tracks) == 1
-    return f"{' and '.join(parts)} {'is' if single else 'are'} only in the original."
 
 
 def plan_ladder(probe: Probe, rungs: Sequence[str], *, copy_top: bool) -> list[RenditionPlan]:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from vidbox.errors import NotFound
 from vidbox.jobs.process_video import master_playlist_for
-from vidbox.media.ladder import is_rendition_name
+from vidbox.media.names import is_rendition_name
 from vidbox.models import Rendition, Video, VideoStatus
 from vidbox.videos import hls_key
 from vidbox.web.deps import services_of
