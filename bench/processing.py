@@ -2,8 +2,16 @@
 
     python bench/processing.py [--seconds 60] [--clips DIR] [--only h264|vp9] [--repeat N]
 
-For a generated 1080p30 H.264/AAC clip and the same clip in VP9/WebM it measures, one after
-the other on this machine:
+For three generated 1080p30 clips it measures, one after the other on this machine:
+
+- H.264 as a camera or a messaging app writes it (6 Mbit/s, a keyframe every 2 s): within the
+  1080p rung's copy budget (1.5x its 5 Mbit/s, segments <= 2x the target), so vidbox copies
+  it as the top rendition, READY in a fraction of a second, and encodes only the rungs below;
+- H.264 as a phone's camera app writes it at full rate (16 Mbit/s, x264's default 250-frame
+  GOP, 8.3 s): over the budget, so every rung is encoded, like
+- the same content in VP9/WebM, which browsers cannot take from an HLS fMP4 rendition as is.
+
+For each:
 
 - vidbox: the real ``process_video`` handler on a fresh data folder with local storage, from
   its start (the moment the last byte of an upload is in) until every rendition is stored,
@@ -64,6 +72,7 @@ class Result:
     thumbnail: float
     ready: float
     ladder: float  # the one FFmpeg ladder run inside vidbox's time
+    copied: float  # end of the copy step: READY at or before it means the source was copied
     single: float
     four_runs: float
     # CPU seconds (this process and its FFmpeg children): unlike wall time, barely moved by
@@ -105,19 +114,35 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
+# Rate control of the two H.264 sources: (label, file suffix, x264 options).
+H264_SOURCES = (
+    (
+        "H.264 6M, 2 s GOP",
+        "6M-gop60",
+        ["-b:v", "6M", "-maxrate", "7M", "-bufsize", "12M", "-g", "60", "-keyint_min", "60"],
+    ),
+    ("H.264 16M, 8.3 s GOP", "16M-gop250", ["-b:v", "16M", "-maxrate", "20M", "-bufsize", "32M"]),
+)
+
+
 def generate_sources(folder: Path, seconds: int) -> list[Source]:
     folder.mkdir(parents=True, exist_ok=True)
-    h264 = folder / f"bench-1080p30-{seconds}s.mp4"
+    sources = []
+    for label, suffix, rate_control in H264_SOURCES:
+        h264 = folder / f"bench-1080p30-{seconds}s-{suffix}.mp4"
+        if not h264.exists():
+            print(f"generating {h264.name} ...", flush=True)
+            ffmpeg(
+                *["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}"],
+                *["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"],
+                *["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"],
+                *rate_control,
+                *["-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart"],
+                str(h264),
+            )
+        sources.append(Source(label, h264, "mp4", "video/mp4"))
+    h264 = sources[0].path
     vp9 = folder / f"bench-1080p30-{seconds}s.webm"
-    if not h264.exists():
-        print(f"generating {h264.name} ...", flush=True)
-        ffmpeg(
-            *["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}"],
-            *["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"],
-            *["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"],
-            *["-c:a", "aac", "-b:a", "128k", "-shortest", "-movflags", "+faststart"],
-            str(h264),
-        )
     if not vp9.exists():
         print(f"generating {vp9.name} ...", flush=True)
         ffmpeg(
@@ -125,10 +150,7 @@ def generate_sources(folder: Path, seconds: int) -> list[Source]:
             *["-b:v", "6M", "-c:a", "libopus"],
             str(vp9),
         )
-    return [
-        Source("H.264/AAC mp4", h264, "mp4", "video/mp4"),
-        Source("VP9/Opus webm", vp9, "webm", "video/webm"),
-    ]
+    return [*sources, Source("VP9/Opus webm", vp9, "webm", "video/webm")]
 
 
 class StepLog(logging.Handler):
@@ -239,6 +261,7 @@ async def measure(source: Source, scratch: Path) -> Result:
         thumbnail=steps.seconds("processing step done", "thumbnail"),
         ready=steps.seconds("video playable"),
         ladder=steps.seconds("processing step done", "ladder", field="ms"),
+        copied=steps.seconds("processing step done", "copy"),
         single=single.wall,
         four_runs=four_runs.wall,
         vidbox_cpu=total.cpu,
@@ -250,59 +273,71 @@ async def measure(source: Source, scratch: Path) -> Result:
 def report(results: list[Result], seconds: int, rungs: list[str], repeat: int) -> bool:
     print()
     runs = f"; best of {repeat} runs" if repeat > 1 else ""
-    print(f"1080p30 source, {seconds} s; ladder {', '.join(rungs)}; {os.cpu_count()} cores{runs}")
+    print(f"1080p30 sources, {seconds} s; ladder {', '.join(rungs)}; {os.cpu_count()} cores{runs}")
+    width = max(15, *(len(r.source.label) for r in results))
     header = (
-        f"{'':<15} {'vidbox':>8} {'thumb':>6} {'READY':>7} {'ladder':>7} {'single':>8} "
-        f"{'4 runs':>8} {'4runs/vidbox':>13} {'vidbox/single':>14}"
+        f"{'':<{width}} {'copied':>6} {'vidbox':>8} {'thumb':>6} {'READY':>7} {'ladder':>7} "
+        f"{'single':>8} {'4 runs':>8} {'4runs/vidbox':>13} {'vidbox/single':>14}"
     )
-    print(f"{'wall seconds':<15}{header[15:]}")
+    print(f"{'wall seconds':<{width}}{header[width:]}")
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.source.label:<15} {r.vidbox:8.2f} {r.thumbnail:6.2f} {r.ready:7.2f} "
-            f"{r.ladder:7.2f} {r.single:8.2f} {r.four_runs:8.2f} "
-            f"{r.four_runs / r.vidbox:12.2f}x {r.vidbox / r.single:13.2f}x"
+            f"{r.source.label:<{width}} {'yes' if was_copied(r) else 'no':>6} {r.vidbox:8.2f} "
+            f"{r.thumbnail:6.2f} {r.ready:7.2f} {r.ladder:7.2f} {r.single:8.2f} "
+            f"{r.four_runs:8.2f} {r.four_runs / r.vidbox:12.2f}x {r.vidbox / r.single:13.2f}x"
         )
-    print(f"{'CPU seconds':<15}")
+    print(f"{'CPU seconds':<{width}}")
     for r in results:
         print(
-            f"{r.source.label:<15} {r.vidbox_cpu:8.2f} {'':>6} {'':>7} {'':>7} "
+            f"{r.source.label:<{width}} {'':>6} {r.vidbox_cpu:8.2f} {'':>6} {'':>7} {'':>7} "
             f"{r.single_cpu:8.2f} {r.four_runs_cpu:8.2f} "
             f"{r.four_runs_cpu / r.vidbox_cpu:12.2f}x {r.vidbox_cpu / r.single_cpu:13.2f}x"
         )
     targets = []
     for r in results:
-        if r.source.container == "mp4":
+        name = r.source.label
+        if was_copied(r):
+            # The speed win of copying: READY at once, and only the lower rungs encoded.
             targets += [
                 (
-                    f"H.264: four runs / vidbox >= {TARGET_FOUR_RUNS_RATIO:.2f}x",
+                    f"{name}: four runs / vidbox >= {TARGET_FOUR_RUNS_RATIO:.2f}x",
                     f"{r.four_runs / r.vidbox:.2f}x",
                     r.four_runs / r.vidbox >= TARGET_FOUR_RUNS_RATIO,
                 ),
                 (
-                    f"H.264: thumbnail < {TARGET_THUMBNAIL_SECONDS} s after the last byte",
-                    f"{r.thumbnail:.2f} s",
-                    r.thumbnail < TARGET_THUMBNAIL_SECONDS,
-                ),
-                (
-                    f"H.264: READY < {TARGET_READY_SECONDS} s after the last byte",
+                    f"{name}: READY < {TARGET_READY_SECONDS} s after the last byte",
                     f"{r.ready:.2f} s",
                     r.ready < TARGET_READY_SECONDS,
                 ),
             ]
         else:
+            # Everything encoded: vidbox must cost no more than the best single command.
             targets.append(
                 (
-                    f"VP9: vidbox / single <= {TARGET_SINGLE_RATIO:.2f}x",
+                    f"{name}: vidbox / single <= {TARGET_SINGLE_RATIO:.2f}x",
                     f"{r.vidbox / r.single:.2f}x",
                     r.vidbox / r.single <= TARGET_SINGLE_RATIO,
+                )
+            )
+        if r.source.container == "mp4":
+            targets.append(
+                (
+                    f"{name}: thumbnail < {TARGET_THUMBNAIL_SECONDS} s after the last byte",
+                    f"{r.thumbnail:.2f} s",
+                    r.thumbnail < TARGET_THUMBNAIL_SECONDS,
                 )
             )
     print()
     print("targets")
     for name, value, met in targets:
-        print(f"  {name:<50} {value:>8}  {'met' if met else 'MISSED'}")
+        print(f"  {name:<58} {value:>8}  {'met' if met else 'MISSED'}")
     return all(met for _, _, met in targets)
+
+
+def was_copied(result: Result) -> bool:
+    """READY inside the copy step: the source itself became the top rendition."""
+    return result.ready <= result.copied
 
 
 async def main_async(seconds: int, clips: Path | None, only: str, repeat: int) -> bool:

@@ -145,6 +145,10 @@ class Video(SQLModel, table=True):
     status: str = Field(default=VideoStatus.UPLOADING, max_length=16, index=True)
     progress: int = Field(default=0)
     error: str | None = Field(default=None, max_length=500)
+    # Sentences about a READY video's renditions: damage found while encoding ("damaged from
+    # 0:12"), and tracks only the original download has.
+    warnings: list[str] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    left_out: str | None = Field(default=None, max_length=300)
     duration_seconds: float | None = Field(default=None)
     width: int | None = Field(default=None)
     height: int | None = Field(default=None)

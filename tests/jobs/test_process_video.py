@@ -68,10 +68,11 @@ def lavfi(size: str, seconds: int, *, audio: bool = True, rate: int = 25) -> lis
 
 
 CLIP_RECIPES: dict[str, list[str]] = {
-    # 3 s, a keyframe every second: copied at 240p, 144p encoded.
-    "landscape.mp4": [*lavfi("320x240", 3), *X264, "-g", "25", *AAC],
-    "silent.mp4": [*lavfi("320x240", 2, audio=False), *X264, "-g", "25"],
-    "fwvga.mp4": [*lavfi("854x480", 2), *X264, "-g", "25", *AAC],
+    # 3 s, a keyframe every second, within 240p's bitrate: copied at 240p, 144p encoded.
+    "landscape.mp4": [*lavfi("320x240", 3), *X264, "-g", "25", "-b:v", "400k", *AAC],
+    "silent.mp4": [*lavfi("320x240", 2, audio=False), *X264, "-g", "25", "-b:v", "400k"],
+    # Within 480p's copy budget (1.5x 1.4 Mbit/s) for the default ladder.
+    "fwvga.mp4": [*lavfi("854x480", 2), *X264, "-g", "25", "-b:v", "1M", *AAC],
     # Pixels 4:3 wider than tall: shown as 427x240, so it is encoded with square pixels.
     "anamorphic.mp4": [*lavfi("320x240", 2), "-vf", "setsar=4/3", *X264, "-g", "25", *AAC],
     "vp9.webm": [
@@ -366,7 +367,8 @@ def test_retry_after_success_is_idempotent(
         ),
         pytest.param(
             "fwvga.mp4", ("h264", "aac"), True,
-            [("144p", 256, 144, False), ("240p", 428, 240, False), ("480p", 854, 480, True)],
+            # Above the top rung: encoded down to it, never copied (issue 15, item 4).
+            [("144p", 256, 144, False), ("240p", 428, 240, False)],
             id="854x480",
         ),
         pytest.param(
@@ -604,7 +606,7 @@ def test_stores_into_s3_with_content_types(
 # -- pure parts and helpers --------------------------------------------------------------
 
 
-def test_master_playlist_lists_renditions_by_bandwidth() -> None:
+def test_master_playlist_starts_near_720p_then_lists_by_bandwidth() -> None:
     rows = [
         Rendition(
             video_id="v", name="240p", width=320, height=240, bandwidth=900_000,
@@ -620,8 +622,8 @@ def test_master_playlist_lists_renditions_by_bandwidth() -> None:
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
     assert [line for line in lines if not line.startswith("#")] == [
-        "144p/index.m3u8",
         "240p/index.m3u8",
+        "144p/index.m3u8",
     ]
     assert "BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=320x240" in text
     assert list(HANDLERS) == ["process_video"]
@@ -697,5 +699,8 @@ def test_processing_bench_measures_and_reports_on_tiny_clips(
     printed = capsys.readouterr().out
     assert "4runs/vidbox" in printed
     assert re.search(
-        r"H\.264: READY < 1\.0 s after the last byte\s+[\d.]+ s\s+(met|MISSED)", printed
+        r"H\.264/AAC mp4: READY < 1\.0 s after the last byte\s+[\d.]+ s\s+(met|MISSED)", printed
     )
+    assert re.search(r"VP9/Opus webm: vidbox / single <= 1\.05x\s+[\d.]+x\s+(met|MISSED)", printed)
+    assert re.search(r"^H\.264/AAC mp4\s+yes\s", printed, re.M)  # copied
+    assert re.search(r"^VP9/Opus webm\s+no\s", printed, re.M)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from vidbox.media import MediaError, describe_failure, diagnose_failure, format_timestamp
-from vidbox.media.errors import describe_incomplete
+from vidbox.media.errors import damaged_from, describe_incomplete, has_decode_errors
 
 
 @pytest.mark.parametrize(
@@ -18,14 +18,19 @@ def test_format_timestamp(seconds: float, shown: str) -> None:
     assert format_timestamp(seconds) == shown
 
 
+def without_error_rate(stderr: str) -> str:
+    """A run that stopped on damage, rather than finishing with too many decode errors."""
+    return "\n".join(line for line in stderr.splitlines() if "error rate" not in line)
+
+
 def test_corrupt_stream_names_where_it_breaks(captured: Callable[[str], str]) -> None:
-    stderr = captured("failure_corrupt_decode")
+    stderr = without_error_rate(captured("failure_corrupt_decode"))
     assert describe_failure(stderr, 42.5) == "The video stream is corrupt after 0:42."
     assert diagnose_failure(stderr, 42.5).permanent
 
 
 def test_corrupt_from_the_start(captured: Callable[[str], str]) -> None:
-    reason = describe_failure(captured("failure_corrupt_decode"), 0.0)
+    reason = describe_failure(without_error_rate(captured("failure_corrupt_decode")), 0.0)
     assert reason == "The video stream is corrupt from the start."
 
 
@@ -93,3 +98,25 @@ def test_media_error_carries_reason_and_permanence() -> None:
     assert str(error) == "The disk is full."
     assert error.reason == "The disk is full."
     assert not error.permanent
+
+
+def test_too_many_decode_errors_say_how_much_is_damaged(captured: Callable[[str], str]) -> None:
+    assert describe_failure(captured("failure_corrupt_decode"), 42.5) == (
+        "83% of the video's frames are damaged, too many to play."
+    )
+    stderr = (
+        "[h264 @ 0x5563] Invalid NAL unit size (166579060 > 2067).\n"
+        "[vist#0:0/h264 @ 0x55] [dec:h264 @ 0x55] Decode error rate 0.412 exceeds maximum 0.1\n"
+    )
+    diagnosis = diagnose_failure(stderr, 9.5, 69)
+    assert diagnosis.reason == "41% of the video's frames are damaged, too many to play."
+    assert diagnosis.permanent
+
+
+def test_damage_warning_names_where_it_starts() -> None:
+    assert damaged_from(11.8) == (
+        "The video is damaged from 0:11; the picture may break up or freeze from there."
+    )
+    assert "in places" in damaged_from(None)
+    assert has_decode_errors("[h264 @ 0x1] Invalid NAL unit size (1 > 2).")
+    assert not has_decode_errors("[libx264 @ 0x1] frame I:3 Avg QP:20.00 size: 1234")

@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 
 from vidbox.media import (
+    MediaError,
     Probe,
     RenditionPlan,
     can_copy,
     keyframe_args,
     ladder_args,
+    left_out,
     plan_ladder,
     remux_args,
     thumbnail_args,
 )
+from vidbox.media.names import RENDITION_NAME, is_rendition_name, rendition_name
 
 RUNGS = ["360p", "480p", "720p", "1080p"]
 
@@ -34,7 +37,7 @@ def make_probe(width: int = 1920, height: int = 1080, **changes: object) -> Prob
         video_profile="High",
         pix_fmt="yuv420p",
         audio_codec="aac",
-        bitrate=8_000_000,
+        bitrate=2_000_000,  # light enough to copy at 600p and above
         sample_aspect_ratio="1:1",
         has_audio=True,
         container="mov,mp4,m4a,3gp,3g2,mj2",
@@ -115,7 +118,7 @@ def test_tiny_source_gets_one_rendition_at_its_own_size() -> None:
 
 
 def test_tiny_copyable_source_is_only_copied() -> None:
-    plans = plan_ladder(make_probe(320, 240), RUNGS, copy_top=True)
+    plans = plan_ladder(make_probe(320, 240, bitrate=500_000), RUNGS, copy_top=True)
     assert sizes(plans) == [("240p", 320, 240, True)]
 
 
@@ -227,7 +230,7 @@ def test_ladder_is_one_command_with_a_split_and_one_hls_output_per_rung() -> Non
 
 
 def test_ladder_refuses_a_plan_list_with_nothing_to_encode() -> None:
-    probe = make_probe(320, 240)
+    probe = make_probe(320, 240, bitrate=500_000)
     with pytest.raises(ValueError, match="no rendition"):
         ladder_args(
             Path("in.mp4"),
@@ -258,3 +261,122 @@ def test_keyframe_list_too_long_for_one_argument_falls_back_to_a_period() -> Non
     args = keyframe_args(30.0, 1, times, duration=10_000.0)
     assert option(args, "-force_key_frames") == "expr:gte(t,n_forced*1)"
     assert option(args, "-g") == "30"
+
+
+# -- what may be copied, and names (issue 15, items 4 and 11) -----------------------------
+
+
+def test_rendition_names_have_one_definition() -> None:
+    assert [rendition_name(n) for n in (16, 90, 720, 4320)] == ["16p", "90p", "720p", "4320p"]
+    assert all(is_rendition_name(n) for n in ("16p", "96p", "1080p", "4320p"))
+    assert not any(is_rendition_name(n) for n in ("0p", "090p", "16000p", "p", "720", "x"))
+    with pytest.raises(ValueError, match="16000 pixels"):
+        rendition_name(16000)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (15, 480), (640, 8)])
+def test_sources_under_16_pixels_a_side_fail_with_a_reason(size: tuple[int, int]) -> None:
+    with pytest.raises(MediaError, match="too small to play") as caught:
+        plan_ladder(make_probe(*size, pix_fmt="yuv444p"), RUNGS, copy_top=True)
+    assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("size", "name"), [((96, 96), "96p"), ((160, 90), "90p"), ((17, 17), "16p")]
+)
+def test_sources_below_every_rung_get_a_name_the_routes_accept(
+    size: tuple[int, int], name: str
+) -> None:
+    for copy_top in (False, True):
+        plans = plan_ladder(make_probe(*size, bitrate=50_000), RUNGS, copy_top=copy_top)
+        assert [p.name for p in plans] == [name]
+        assert RENDITION_NAME.match(plans[0].name)
+
+
+@pytest.mark.parametrize("size", [(7680, 4320), (16000, 16000), (2560, 1440)])
+def test_nothing_above_the_top_rung_is_copied_or_encoded(size: tuple[int, int]) -> None:
+    # An 8K clip at 243 Mbit/s, Constrained Baseline: it used to be copied as the 4320p rung.
+    probe = make_probe(*size, video_profile="Constrained Baseline", bitrate=243_000_000)
+    plans = plan_ladder(probe, RUNGS, copy_top=True)
+    assert [p.name for p in plans] == RUNGS
+    assert not any(p.copy for p in plans)
+    assert max(min(p.width, p.height) for p in plans) == 1080
+
+
+@pytest.mark.parametrize(
+    ("video_bitrate", "copied"),
+    [(7_500_000, True), (6_000_000, True), (7_600_000, False), (16_000_000, False)],
+)
+def test_the_source_is_copied_only_within_one_and_a_half_times_the_rungs_bitrate(
+    video_bitrate: int, copied: bool
+) -> None:
+    # 1080p30 gets 5 Mbit/s: a 6 Mbit/s export is copied, a 16 Mbit/s phone file is encoded.
+    probe = make_probe(1920, 1080, video_bitrate=video_bitrate, bitrate=video_bitrate + 128_000)
+    plans = plan_ladder(probe, RUNGS, copy_top=True)
+    assert [p.name for p in plans] == RUNGS
+    assert plans[-1].copy is copied
+    assert not any(p.copy for p in plans[:-1])
+
+
+# -- tracks and fields (issue 15, item 12) ------------------------------------------------
+
+
+def test_interlaced_sources_are_deinterlaced_before_the_split_and_never_copied() -> None:
+    probe = make_probe(1920, 1080, interlaced=True)
+    assert not can_copy(probe)
+    plans = plan_ladder(probe, RUNGS, copy_top=True)
+    assert all(p.deinterlace and not p.copy for p in plans)
+    args = ladder_args(
+        Path("in.mts"), Path("out"), plans, segment_seconds=6, preset="veryfast", probe=probe
+    )
+    graph = option(args, "-filter_complex")
+    assert graph.startswith("[0:V:0]bwdif=mode=send_frame:parity=auto:deint=all,split=4")
+    thumbnail = option(thumbnail_args(Path("in.mts"), Path("t.jpg"), probe), "-vf")
+    assert thumbnail.startswith("bwdif=")
+    progressive = make_probe(1920, 1080, video_codec="hevc")
+    graph = option(
+        ladder_args(
+            Path("in.mp4"), Path("out"), plan_ladder(progressive, RUNGS, copy_top=False),
+            segment_seconds=6, preset="veryfast", probe=progressive,
+        ),
+        "-filter_complex",
+    )  # fmt: skip
+    assert "bwdif" not in graph
+
+
+def test_renditions_carry_the_default_audio_track() -> None:
+    probe = make_probe(1280, 720, audio_stream=2, audio_tracks=3, audio_codec="ac3")
+    for plan in plan_ladder(probe, RUNGS, copy_top=False):
+        args = ladder_args(
+            Path("in.mkv"), Path("out"), [plan], segment_seconds=6, preset="veryfast", probe=probe
+        )
+        assert args[args.index("0:a:2") - 1] == "-map"
+        assert "0:a:0" not in args
+
+
+def test_the_ladder_fails_past_a_tenth_of_frames_undecodable() -> None:
+    probe = make_probe(1280, 720, video_codec="hevc")
+    args = ladder_args(
+        Path("in.mp4"), Path("out"), plan_ladder(probe, RUNGS, copy_top=False),
+        segment_seconds=6, preset="veryfast", probe=probe,
+    )  # fmt: skip
+    assert args.index("-max_error_rate") < args.index("-i")
+    assert option(args, "-max_error_rate") == "0.1"
+
+
+@pytest.mark.parametrize(
+    ("audio", "subtitles", "sentence"),
+    [
+        (0, 0, None),
+        (1, 0, None),
+        (2, 0, "1 more audio track is only in the original."),
+        (3, 1, "2 more audio tracks and 1 subtitle track are only in the original."),
+        (1, 1, "1 subtitle track is only in the original."),
+        (1, 2, "2 subtitle tracks are only in the original."),
+        (2, 1, "1 more audio track and 1 subtitle track are only in the original."),
+    ],
+)
+def test_what_is_left_out_is_said_in_a_sentence(
+    audio: int, subtitles: int, sentence: str | None
+) -> None:
+    assert left_out(make_probe(audio_tracks=audio, subtitle_tracks=subtitles)) == sentence

@@ -177,3 +177,21 @@ def test_probe_refuses_audio_only(make_clip: Callable[..., Path]) -> None:
         asyncio.run(probe(song))
     assert caught.value.reason == NO_VIDEO_STREAM
     assert caught.value.permanent
+
+
+def test_interlaced_source_with_extra_tracks(captured: Callable[[str], str]) -> None:
+    result = parse_probe(captured("interlaced_multitrack"))
+    assert result.interlaced
+    assert result.pix_fmt == "yuv420p"
+    assert (result.audio_tracks, result.subtitle_tracks) == (3, 1)
+    assert result.audio_stream == 1  # the track marked default, not the first
+    assert result.audio_codec == "aac"
+    assert result.video_bitrate == 886_000
+
+
+def test_progressive_single_track_source(captured: Callable[[str], str]) -> None:
+    result = parse_probe(captured("landscape_h264_aac"))
+    assert not result.interlaced
+    assert (result.audio_stream, result.audio_tracks, result.subtitle_tracks) == (0, 1, 0)
+    assert result.video_bitrate is not None and result.video_bitrate < result.bitrate  # type: ignore[operator]
+    assert parse_probe(captured("no_audio")).audio_tracks == 0

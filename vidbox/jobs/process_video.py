@@ -39,13 +39,14 @@ from vidbox.jobs.outputs import (
 )
 from vidbox.logs import log_fields
 from vidbox.media import (
+    EncodedLadder,
     MediaError,
     Probe,
     RenditionInfo,
     RenditionPlan,
     build_master_playlist,
-    can_copy,
     encode_ladder,
+    left_out,
     make_thumbnail,
     parse_media_playlist,
     plan_ladder,
@@ -199,11 +200,13 @@ class Pipeline:
             await self.store_original(source)
         with self.step("ladder"):
             encoded = [plan for plan in plans if not plan.copy]
-            dirs = await self.encode(source, info, encoded, keyframe_times) if encoded else []
+            ladder = await self.encode(source, info, encoded, keyframe_times) if encoded else None
         with self.step("store"):
-            await self.publish_encoded(dirs, info)
+            await self.publish_encoded(ladder.dirs if ladder else [], info)
             await self.finish({plan.name for plan in plans})
         with self.step("ready"):
+            if ladder and ladder.warnings:
+                await update_video(self.db, self.video.id, warnings=ladder.warnings)
             await mark_ready(self.db, self.video.id, progress=100)
         if not self.playable_early:
             self.log_playable(max(plans, key=lambda plan: plan.height * plan.width).name)
@@ -276,6 +279,8 @@ class Pipeline:
             fps=round(info.fps, 3) if info.fps else None,
             video_codec=info.video_codec[:32],
             audio_codec=info.audio_codec[:32] if info.audio_codec else None,
+            left_out=left_out(info),
+            warnings=None,  # a retry finds the damage again
             progress=PROBED,
         )
         self.progress.written(PROBED)
@@ -294,10 +299,11 @@ class Pipeline:
         """For a browser-playable source: remux it as the top rendition and make the video
         READY. Returns the plans still to encode and where their keyframes must go."""
         rungs, segment_seconds = self.options.renditions, self.options.segment_seconds
-        if not can_copy(info):
-            return plan_ladder(info, rungs, copy_top=False), None
+        # plan_ladder decides whether the source may stand in for a rung at all.
         plans = plan_ladder(info, rungs, copy_top=True)
-        top = next(plan for plan in plans if plan.copy)
+        top = next((plan for plan in plans if plan.copy), None)
+        if top is None:
+            return plans, None
         rendition_dir = await remux_top_rung(
             source,
             self.hls_dir,
@@ -350,7 +356,7 @@ class Pipeline:
         info: Probe,
         plans: list[RenditionPlan],
         keyframe_times: list[float] | None,
-    ) -> list[Path]:
+    ) -> EncodedLadder:
         return await encode_ladder(
             source,
             self.hls_dir,

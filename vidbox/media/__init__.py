@@ -30,9 +30,11 @@ from vidbox.media.playlist import (
 from vidbox.media.probe import Probe, parse_probe, probe, probe_args
 from vidbox.media.progress import ProgressTracker, parse_progress_line
 from vidbox.media.runner import ffmpeg_exe, run_ffmpeg
-from vidbox.media.steps import encode_ladder, make_thumbnail, remux_top_rung
+from vidbox.media.steps import EncodedLadder, encode_ladder, make_thumbnail, remux_top_rung
+from vidbox.media.tracks import left_out
 
 __all__ = [
+    "EncodedLadder",
     "MediaError",
     "MediaPlaylist",
     "Probe",
@@ -48,6 +50,7 @@ __all__ = [
     "format_timestamp",
     "keyframe_args",
     "ladder_args",
+    "left_out",
     "make_thumbnail",
     "measure_rendition",
     "parse_media_playlist",

@@ -68,6 +68,8 @@ _UNREADABLE_MARKERS = (
 _MISSING_DECODER = re.compile(
     r"decoder \(codec (\w+)\) not found|unsupported codec with id \d+ for input stream", re.I
 )
+# FFmpeg's own count, against -max_error_rate: "Decode error rate 0.41 exceeds maximum 0.1".
+_ERROR_RATE = re.compile(r"decode error rate ([\d.]+) exceeds maximum", re.I)
 _ADDRESS_PREFIX = re.compile(r"^(\[[^\]]*@ 0x[0-9a-f]+\]\s*)+", re.I)
 
 
@@ -107,6 +109,10 @@ def diagnose_failure(stderr: str, seconds_done: float, returncode: int | None = 
         return Diagnosis(f"This video uses a format FFmpeg cannot decode{detail}.", permanent=True)
     if "matches no streams" in low and "0:v" in low:
         return Diagnosis(NO_VIDEO_STREAM, permanent=True)
+    rate = _ERROR_RATE.search(stderr)
+    if rate:
+        share = round(100 * float(rate.group(1)))
+        return Diagnosis(f"{share}% of the video's frames are damaged, too many to play.", True)
     if _has(low, _UNREADABLE_MARKERS):
         return Diagnosis(NOT_A_VIDEO, permanent=True)
     if _has(low, _CORRUPTION_MARKERS):
@@ -136,6 +142,21 @@ def describe_incomplete(stderr: str, seconds_done: float, duration: float | None
     if not _has(stderr.lower(), _CORRUPTION_MARKERS):
         return None
     return corrupt_after(seconds_done)
+
+
+def has_decode_errors(stderr: str) -> bool:
+    """Whether a run that finished complained about damaged video data on the way."""
+    return _has(stderr.lower(), _CORRUPTION_MARKERS)
+
+
+def damaged_from(seconds: float | None) -> str:
+    """The warning shown with a READY video whose renditions have decode errors."""
+    if seconds is None:
+        return "The video is damaged in places; the picture may break up or freeze there."
+    return (
+        f"The video is damaged from {format_timestamp(seconds)}; "
+        "the picture may break up or freeze from there."
+    )
 
 
 def corrupt_after(seconds_done: float) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+from vidbox.media.errors import MediaError
+from vidbox.media.names import rendition_name
 from vidbox.media.probe import Probe, input_args
 
 THUMBNAIL_WIDTH = 1280
@@ -31,9 +33,22 @@ _BITRATE_KBPS = (
     (1440, 9000),
     (2160, 16000),
 )
+# bwdif: the best-looking deinterlacer FFmpeg has that is still fast. parity=auto trusts the
+# field order the stream declares; deint=all because a stream flagged interlaced is so
+# throughout.
+DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=all"
 # An explicit -force_key_frames list longer than this would approach the kernel's limit on
 # one argument (128 KiB); such a video falls back to keyframes on a fixed period.
 _MAX_KEYFRAME_LIST_CHARS = 60_000
+
+
+# Below this many pixels on a side there is no picture to speak of (an H.264 macroblock is
+# 16x16), and such "videos" are tracking pixels or mistakes rather than something to watch.
+MIN_SIDE = 16
+# A source is copied as a rendition only when it is no heavier than this many times the
+# bitrate vidbox would give a rendition of its size: players switch between neighbouring
+# renditions, and a copied 20 Mbit/s rung next to a 2.8 Mbit/s one stalls on every switch.
+COPY_MAX_BITRATE_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,8 @@ class RenditionPlan:
     audio_bitrate: int
     copy: bool  # remux the source's video stream as it is
     audio: str | None  # "copy", "aac" (encode) or None when the source is silent
+    audio_stream: int = 0  # which of the source's audio streams (0:a:N)
+    deinterlace: bool = False
 
 
 BROWSER_H264_PROFILES = {"Baseline", "Constrained Baseline", "Main", "High", "Extended"}
@@ -57,6 +74,7 @@ def can_copy(probe: Probe) -> bool:
 
     H.264 in 8-bit 4:2:0 plays everywhere. Rotated or non-square-pixel sources are encoded
     anyway: not every player honours the rotation matrix or pixel aspect of the container.
+    Interlaced video would show combing on every progressive screen.
     """
     return (
         probe.video_codec == "h264"
@@ -65,6 +83,17 @@ def can_copy(probe: Probe) -> bool:
         and probe.pix_fmt == "yuv420p"
         and probe.rotation == 0
         and probe.sample_aspect_ratio == "1:1"
+        and not probe.interlaced
+    )
+
+
+def too_small(probe: Probe) -> str | None:
+    """The FAILED sentence for a source too small to show, else None."""
+    if min(probe.width, probe.height) >= MIN_SIDE:
+        return None
+    return (
+        f"This video is {probe.width}x{probe.height} pixels, too small to play; "
+        f"it needs at least {MIN_SIDE} pixels on each side."
     )
 
 
@@ -72,24 +101,40 @@ def plan_ladder(probe: Probe, rungs: Sequence[str], *, copy_top: bool) -> list[R
     """Renditions for ``probe``, lowest first.
 
     A rung ("360p") is a target short side, so portrait videos get the same ladder as
-    landscape ones. Rungs above the source are skipped: upscaling only wastes bytes. With
-    ``copy_top`` (honoured only when ``can_copy``) the source itself is the top rendition and
-    only rungs strictly below it are encoded. A video smaller than every rung gets one
-    rendition at its own size, so every video is playable.
+    landscape ones. Rungs above the source are skipped: upscaling only wastes bytes, and
+    nothing above the top rung is offered (the original download is there for that). With
+    ``copy_top`` the source itself is the top rendition and only rungs strictly below it are
+    encoded, when it can be copied at all (``can_copy``), is no larger than the top rung and
+    no heavier than ``COPY_MAX_BITRATE_RATIO`` times its rendition's bitrate. A video smaller
+    than every rung gets one rendition at its own size, so every video is playable. Raises
+    MediaError (permanent) for a source smaller than ``MIN_SIDE``.
     """
+    reason = too_small(probe)
+    if reason:
+        raise MediaError(reason, permanent=True)
     audio = _audio_mode(probe)
     short = probe.short_side
     targets = sorted({int(rung.rstrip("p")) for rung in rungs})
-    if copy_top and can_copy(probe):
+    if copy_top and can_copy(probe) and short <= targets[-1]:
         # Odd-sized H.264 cannot exist in yuv420p, so the source size is already even.
-        top = _plan(f"{short}p", probe.width, probe.height, probe, audio, copy=True)
-        below = [t for t in targets if t < short]
-        return [*(_scaled_plan(t, probe, audio) for t in below), top]
+        top = _plan(short, probe.width, probe.height, probe, audio, copy=True)
+        if _fits_copy_budget(probe, top):
+            below = [t for t in targets if t < short]
+            return [*(_scaled_plan(t, probe, audio) for t in below), top]
     plans = [_scaled_plan(t, probe, audio) for t in targets if t <= short]
     if not plans:
         width, height = _even_floor(probe.width), _even_floor(probe.height)
-        plans = [_plan(f"{min(width, height)}p", width, height, probe, audio, copy=False)]
+        plans = [_plan(min(width, height), width, height, probe, audio, copy=False)]
     return plans
+
+
+def _fits_copy_budget(probe: Probe, plan: RenditionPlan) -> bool:
+    """Whether the source is light enough to stand in for ``plan``. The keyframe half of
+    the budget is judged on the remuxed segments (``playlist.well_segmented``)."""
+    bitrate = probe.video_bitrate or probe.bitrate
+    if bitrate is None:
+        return True  # unknown: the copied segments are measured before they are published
+    return bitrate <= COPY_MAX_BITRATE_RATIO * plan.video_bitrate
 
 
 def _audio_mode(probe: Probe) -> str | None:
@@ -104,18 +149,18 @@ def _scaled_plan(target: int, probe: Probe, audio: str | None) -> RenditionPlan:
         width, height = short, _even_round(probe.height * short / probe.width)
     else:
         width, height = _even_round(probe.width * short / probe.height), short
-    return _plan(f"{target}p", width, height, probe, audio, copy=False)
+    return _plan(target, width, height, probe, audio, copy=False)
 
 
 def _plan(
-    name: str, width: int, height: int, probe: Probe, audio: str | None, *, copy: bool
+    short_side: int, width: int, height: int, probe: Probe, audio: str | None, *, copy: bool
 ) -> RenditionPlan:
     kbps = _video_kbps(min(width, height))
     if probe.fps > 40:
         kbps = kbps * 3 // 2  # twice the frames cost about half as much again
     video = kbps * 1000
     return RenditionPlan(
-        name=name,
+        name=rendition_name(short_side),
         width=width,
         height=height,
         video_bitrate=video,
@@ -124,6 +169,8 @@ def _plan(
         audio_bitrate=96_000 if min(width, height) < 480 else 128_000,
         copy=copy,
         audio=audio,
+        audio_stream=probe.audio_stream,
+        deinterlace=probe.interlaced and not copy,
     )
 
 
@@ -156,7 +203,7 @@ def thumbnail_args(src: Path, dst: Path, probe: Probe) -> list[str]:
     width = min(THUMBNAIL_WIDTH, _even_round(probe.width * scale))
     height = min(THUMBNAIL_HEIGHT, _even_round(probe.height * scale))
     graph = (
-        f"scale={width}:{height},setsar=1,"
+        (DEINTERLACE + "," if probe.interlaced else "") + f"scale={width}:{height},setsar=1,"
         f"pad={THUMBNAIL_WIDTH}:{THUMBNAIL_HEIGHT}:(ow-iw)/2:(oh-ih)/2:color=black"
     )
     return [
@@ -182,6 +229,11 @@ def thumbnail_args(src: Path, dst: Path, probe: Probe) -> list[str]:
         str(dst),
     ]
 
+
+# Share of frames that may fail to decode before a video counts as broken rather than
+# damaged: beyond it the ladder run fails (FFmpeg's own count), below it the video is READY
+# with a warning saying where the damage starts.
+MAX_DECODE_ERROR_RATE = 0.1
 
 # Quiet FFmpeg that reports its position on stdout for the progress bar.
 WITH_PROGRESS = ("-hide_banner", "-y", "-loglevel", "warning", "-nostats", "-progress", "pipe:1")
@@ -283,11 +335,16 @@ def ladder_args(
     if not encoded:
         raise ValueError("no rendition to encode")
     labels = "".join(f"[split{i}]" for i in range(len(encoded)))
-    chains = [f"[0:V:0]split={len(encoded)}{labels}"]
+    # Fields are woven into frames before scaling, or every rendition shows combing; one
+    # frame per frame (not per field) keeps the frame rate the keyframes are planned for.
+    deinterlace = DEINTERLACE + "," if any(plan.deinterlace for plan in encoded) else ""
+    chains = [f"[0:V:0]{deinterlace}split={len(encoded)}{labels}"]
     for i, plan in enumerate(encoded):
         chains.append(f"[split{i}]scale={plan.width}:{plan.height},setsar=1[out{i}]")
     args = [
         *WITH_PROGRESS,
+        "-max_error_rate",
+        str(MAX_DECODE_ERROR_RATE),
         *input_args(src),
         "-filter_complex",
         ";".join(chains),
@@ -302,12 +359,19 @@ def ladder_args(
     return args
 
 
+def locate_damage_args(src: Path) -> list[str]:
+    """Decode the video until the first error and stop there (``-xerror``): the last
+    progress position is where the damage starts. Run only for a video known to be damaged."""
+    return [*WITH_PROGRESS, "-xerror", *input_args(src), "-map", "0:V:0", "-f", "null", "-"]
+
+
 def _audio_args(plan: RenditionPlan) -> list[str]:
     if plan.audio is None:
         return []
+    stream = f"0:a:{plan.audio_stream}"
     if plan.audio == "copy":
-        return ["-map", "0:a:0", "-c:a", "copy"]
-    return ["-map", "0:a:0", "-c:a", "aac", "-b:a", str(plan.audio_bitrate), "-ac", "2"]
+        return ["-map", stream, "-c:a", "copy"]
+    return ["-map", stream, "-c:a", "aac", "-b:a", str(plan.audio_bitrate), "-ac", "2"]
 
 
 def _hls_output_args(rendition_dir: Path, segment_seconds: int) -> list[str]:

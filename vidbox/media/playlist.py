@@ -79,9 +79,10 @@ def well_segmented(playlist: MediaPlaylist, segment_seconds: int) -> bool:
 
     A copied rendition can only be cut at the source's own keyframes; a source with rare
     keyframes (some screen recorders) gives segments so long that seeking and switching
-    suffer. Such a video is better encoded in full.
+    suffer, and a player holding a segment of twice the target length lags behind the
+    encoded renditions it switches to. Such a video is better encoded in full.
     """
-    limit = max(3 * segment_seconds, 10)
+    limit = 2 * segment_seconds
     return all(duration <= limit for duration in playlist.durations)
 
 
@@ -116,10 +117,24 @@ def measure_rendition(directory: Path, *, frame_rate: float | None = None) -> Re
     )
 
 
+# Players without their own bandwidth guess (Safari, iOS, most TVs) start on the first
+# variant listed: this size looks right on a phone or a laptop and starts fast on most links.
+START_SHORT_SIDE = 720
+
+
 def build_master_playlist(renditions: Sequence[RenditionInfo]) -> str:
-    """The master playlist listing ``renditions``, lowest bandwidth first."""
+    """The master playlist listing ``renditions``: the one whose short side is closest to
+    ``START_SHORT_SIDE`` first (the smaller on a tie), then the rest by bandwidth."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for info in sorted(renditions, key=lambda r: (r.bandwidth, r.height, r.name)):
+    ordered = sorted(renditions, key=lambda r: (r.bandwidth, r.height, r.name))
+    if ordered:
+        start = min(
+            ordered,
+            key=lambda r: (abs(min(r.width, r.height) - START_SHORT_SIDE), min(r.width, r.height)),
+        )
+        ordered.remove(start)
+        ordered.insert(0, start)
+    for info in ordered:
         attributes = [
             f"BANDWIDTH={info.bandwidth}",
             f"AVERAGE-BANDWIDTH={info.average_bandwidth}",
@@ -131,6 +146,24 @@ def build_master_playlist(renditions: Sequence[RenditionInfo]) -> str:
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attributes))
         lines.append(f"{info.name}/{MEDIA_PLAYLIST}")
     return "\n".join(lines) + "\n"
+
+
+def fix_target_duration(text: str) -> str:
+    """``text`` with #EXT-X-TARGETDURATION at least every segment's rounded duration and 1.
+
+    RFC 8216 4.3.3.1: each EXTINF, rounded to the nearest integer, must not exceed the target
+    duration, a decimal-integer of seconds. FFmpeg writes 0 for a clip under half a second
+    (and rounds half to even), which players reject or divide by.
+    """
+    longest = max(parse_media_playlist(text).durations, default=0.0)
+    needed = max(1, math.floor(longest + 0.5))
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            value = line.split(":", 1)[1].strip()
+            current = int(value) if value.isdigit() else 0
+            lines[i] = f"#EXT-X-TARGETDURATION:{max(current, needed)}"
+    return "\n".join(lines)
 
 
 def _attribute(line: str, name: str) -> str | None:

@@ -36,6 +36,11 @@ class Probe:
     sample_aspect_ratio: str  # "1:1" for square pixels
     has_audio: bool
     container: str  # FFmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    video_bitrate: int | None = None  # the video stream alone, when the container says
+    interlaced: bool = False  # fields, not frames: must be deinterlaced before scaling
+    audio_stream: int = 0  # which audio stream (0:a:N) renditions carry: the default one
+    audio_tracks: int = 0  # audio streams in the file
+    subtitle_tracks: int = 0
 
     @property
     def is_portrait(self) -> bool:
@@ -92,6 +97,8 @@ _FPS = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
 _PROFILE = re.compile(r"^\w+ \(([^)]*)\)")
 _DISPLAY_MATRIX = re.compile(r"display ?matrix: rotation of (-?[\d.]+) degrees", re.I)
 _ROTATE_TAG = re.compile(r"^\s*rotate\s*: (-?\d+)\s*$")
+_KBPS = re.compile(r"(\d+) kb/s")
+_FIELD_ORDERS = ("top first", "bottom first", "top coded first", "bottom coded first")
 _FRAMES_DONE = re.compile(r"^frame=\s*(\d+)")
 
 
@@ -119,8 +126,10 @@ def parse_probe(stderr: str) -> Probe:
     if video_index is None:
         raise MediaError(NO_VIDEO_STREAM, permanent=True)
     video = _stream_fields(input_lines[video_index])
-    audio_index = _first_stream(input_lines, "Audio")
-    audio_codec = _codec(_stream_fields(input_lines[audio_index])) if audio_index else None
+    audio_lines = _streams(input_lines, "Audio")
+    # The track a player would pick: the one marked default, else the first.
+    audio_stream = next((i for i, line in enumerate(audio_lines) if "(default)" in line), 0)
+    audio_codec = _codec(_stream_fields(audio_lines[audio_stream])) if audio_lines else None
 
     coded_width, coded_height = _size(video)
     sar = _sar(input_lines[video_index])
@@ -151,6 +160,11 @@ def parse_probe(stderr: str) -> Probe:
         sample_aspect_ratio=f"{sar.numerator}:{sar.denominator}",
         has_audio=audio_codec is not None,
         container=container,
+        video_bitrate=_stream_kbps(video),
+        interlaced=_interlaced(video),
+        audio_stream=audio_stream,
+        audio_tracks=len(audio_lines),
+        subtitle_tracks=len(_streams(input_lines, "Subtitle")),
     )
 
 
@@ -168,6 +182,29 @@ def _first_stream(lines: list[str], kind: str, *, skip_attached: bool = False) -
             continue
         return i
     return None
+
+
+def _streams(lines: list[str], kind: str) -> list[str]:
+    found = []
+    for line in lines:
+        match = _STREAM.match(line)
+        if match and match.group("kind") == kind:
+            found.append(line)
+    return found
+
+
+def _stream_kbps(fields: list[str]) -> int | None:
+    for field in fields:
+        match = _KBPS.fullmatch(field)
+        if match:
+            return int(match.group(1)) * 1000
+    return None
+
+
+def _interlaced(fields: list[str]) -> bool:
+    """The field order FFmpeg prints with the pixel format: "yuv420p(tv, top first)"."""
+    details = fields[1] if len(fields) > 1 else ""
+    return any(order in details for order in _FIELD_ORDERS)
 
 
 def _stream_fields(line: str) -> list[str]:

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from vidbox.media.errors import MediaError, describe_incomplete
+from vidbox.media.errors import MediaError, damaged_from, describe_incomplete, has_decode_errors
 from vidbox.media.ladder import (
     MEDIA_PLAYLIST,
     RenditionPlan,
     ladder_args,
+    locate_damage_args,
     remux_args,
     thumbnail_args,
 )
-from vidbox.media.playlist import parse_media_playlist
+from vidbox.media.playlist import fix_target_duration, parse_media_playlist
 from vidbox.media.probe import Probe
 from vidbox.media.runner import ProgressCallback, run_ffmpeg
 
@@ -54,6 +56,12 @@ async def remux_top_rung(
     return rendition_dir
 
 
+@dataclass(frozen=True)
+class EncodedLadder:
+    dirs: list[Path]  # one folder per encoded rendition
+    warnings: list[str]  # sentences for the video's page, e.g. where damage starts
+
+
 async def encode_ladder(
     src: Path,
     out_dir: Path,
@@ -63,11 +71,12 @@ async def encode_ladder(
     preset: str,
     on_progress: ProgressCallback | None = None,
     keyframe_times: Sequence[float] | None = None,
-) -> list[Path]:
-    """Encode every non-copy plan in one FFmpeg run; returns the rendition folders.
+) -> EncodedLadder:
+    """Encode every non-copy plan in one FFmpeg run.
 
     Raises MediaError (permanent) when FFmpeg stopped early on damaged data, which it does
-    with exit status 0 for a truncated file.
+    with exit status 0 for a truncated file, or when more than ``MAX_DECODE_ERROR_RATE`` of
+    the frames failed to decode. Fewer decode errors make a warning saying where they start.
     """
     encoded = [plan for plan in plans if not plan.copy]
     dirs = [out_dir / plan.name for plan in encoded]
@@ -91,7 +100,29 @@ async def encode_ladder(
         damaged = describe_incomplete(stderr, written, probe.duration_seconds)
         if damaged:
             raise MediaError(damaged, permanent=True)
-    return dirs
+    warnings = []
+    if has_decode_errors(stderr):
+        warnings.append(damaged_from(await locate_damage(src, probe.duration_seconds)))
+    return EncodedLadder(dirs, warnings)
+
+
+async def locate_damage(src: Path, duration: float | None) -> float | None:
+    """Seconds into ``src`` where decoding first fails; None when that cannot be told."""
+    if not duration:
+        return None
+    reached: list[float] = []
+
+    def seen(percent: float) -> None:
+        if percent < 100:  # 100 is "progress=end", not a position
+            reached.append(percent * duration / 100)
+
+    try:
+        await run_ffmpeg(locate_damage_args(src), duration=duration, on_progress=seen)
+    except MediaError:
+        pass  # the point of -xerror: FFmpeg stops at the first damaged frame
+    else:
+        return None  # decoded to the end: the damage was in what the ladder alone saw
+    return reached[-1] if reached else 0.0
 
 
 def _fresh_dir(path: Path) -> None:
@@ -105,10 +136,15 @@ def _non_empty_file(path: Path) -> bool:
 
 
 def _written_seconds(rendition_dir: Path) -> float:
-    """Seconds of video in the rendition's complete playlist; MediaError if there is none."""
+    """Seconds of video in the rendition's complete playlist; MediaError if there is none.
+    Corrects the playlist's target duration where FFmpeg got it wrong."""
     playlist_path = rendition_dir / MEDIA_PLAYLIST
     if playlist_path.is_file():
-        playlist = parse_media_playlist(playlist_path.read_text())
+        text = playlist_path.read_text()
+        playlist = parse_media_playlist(text)
         if playlist.segments and playlist.complete:
+            fixed = fix_target_duration(text)
+            if fixed != text:
+                playlist_path.write_text(fixed)
             return playlist.total_duration
     raise MediaError("FFmpeg finished without writing the video segments.", permanent=False)

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from vidbox.errors import NotFound
 from vidbox.jobs.process_video import master_playlist_for
+from vidbox.media.names import is_rendition_name
 from vidbox.models import Rendition, Video, VideoStatus
 from vidbox.videos import hls_key
 from vidbox.web.deps import services_of
@@ -22,7 +23,6 @@ from vidbox.web.serving import media_response
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _HLS_FILE = re.compile(r"^(index\.m3u8|init\.mp4|seg_\d{5,9}\.m4s)$")
-_RENDITION = re.compile(r"^\d{3,4}p$")
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 
@@ -64,6 +64,9 @@ async def master(request: Request, video: Video) -> Response:
         rows = list(
             (await session.exec(select(Rendition).where(Rendition.video_id == video.id))).all()
         )
+    # Rows from before rendition names had one definition ("16000p") would be variants
+    # that 404; the others still play.
+    rows = [row for row in rows if is_rendition_name(row.name)]
     if not rows:
         raise NotFound("This video is not ready to play yet.")
     body = master_playlist_for(rows)
@@ -74,7 +77,7 @@ async def master(request: Request, video: Video) -> Response:
 
 
 async def hls_file(request: Request, video: Video, rendition: str, filename: str) -> Response:
-    if not _RENDITION.match(rendition) or not _HLS_FILE.match(filename):
+    if not is_rendition_name(rendition) or not _HLS_FILE.match(filename):
         raise NotFound()
     services = services_of(request)
     playlist = filename.endswith(".m3u8")

@@ -64,6 +64,13 @@ def make_clips() -> dict[str, str]:
     ffmpeg(*video(), "-frames:v", "1", "cover.jpg")
     ffmpeg("-i", "cover.jpg", "-i", "landscape.mp4", "-map", "0", "-map", "1", "-c", "copy",
            "-disposition:v:0", "attached_pic", "cover_art_first.mp4")  # fmt: skip
+    # Woven fields flagged top first; three audio tracks, the second the default; subtitles.
+    Path("one.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    ffmpeg(*video(rate="50"), *AUDIO, *AUDIO, *AUDIO, "-i", "one.srt",
+           *[arg for i in range(5) for arg in ("-map", str(i))],
+           "-vf", "interlace=scan=tff", *X264, "-flags", "+ildct+ilme", "-x264-params", "tff=1",
+           "-c:a", "aac", "-c:s", "mov_text", "-disposition:a:0", "0",
+           "-disposition:a:1", "default", "-shortest", "interlaced_multitrack.mp4")  # fmt: skip
     Path("truncated.mp4").write_bytes(Path("landscape.mp4").read_bytes()[:100_000])
     Path("text.mp4").write_text("hello, this is not a video\n")
     return {
@@ -79,6 +86,7 @@ def make_clips() -> dict[str, str]:
         "cover_art_first": "cover_art_first.mp4",
         "truncated_moov_missing": "truncated.mp4",
         "text_named_mp4": "text.mp4",
+        "interlaced_multitrack": "interlaced_multitrack.mp4",
     }
 
 

@@ -59,7 +59,8 @@
           select.append(new Option(`${r.name} (${r.width}×${r.height})`, master.replace("master.m3u8", `${r.name}/index.m3u8`)));
         }
         select.value = chosen;
-        status.textContent = "";
+        // Damage found while encoding the ladder: say so where the progress was.
+        status.textContent = (data.warnings || []).join(" ");
         stream.close();
       }
     });
