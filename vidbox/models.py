@@ -49,6 +49,16 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class BoxMeta(SQLModel, table=True):
+    """Facts about this box learnt while it runs, one row each (e.g. ``setup_origin``)."""
+
+    __tablename__ = "box_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=2000)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class SetupToken(SQLModel, table=True):
     """The one-time token that lets whoever started the box claim the first admin account."""
 

@@ -148,10 +148,17 @@ def render_invite(
     )
 
 
-def render_test_mail(*, to: str, box_name: str) -> OutgoingMail:
-    """The message of ``vidbox check --send-test-mail``."""
+def render_test_mail(*, to: str, box_name: str, url: str | None = None) -> OutgoingMail:
+    """The message of ``vidbox check --send-test-mail``; ``url``, the box's address as links
+    in its mail will show it, so the admin sees where they lead."""
     box = one_line(box_name)
-    return _render("test_mail", to=to, subject=f"Test mail from {box}", box_name=box)
+    return _render(
+        "test_mail",
+        to=to,
+        subject=f"Test mail from {box}",
+        box_name=box,
+        url=_check_url(url) if url else None,
+    )
 
 
 def parse_address(value: str, *, role: str) -> Address:

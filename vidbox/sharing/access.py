@@ -188,7 +188,7 @@ def grant_path(services: Services, shared: SharedVideo, grant_id: str) -> str:
 
 
 async def request_access(
-    services: Services, shared: SharedVideo, email: str, *, ip: str, base_url: str
+    services: Services, shared: SharedVideo, email: str, *, ip: str, origin: str
 ) -> None:
     """Mail a one-time sign-in link if ``email`` is on the link's list. Everything a caller
     can observe (the outcome, the errors, the rate limits) is the same whether it is or not."""
@@ -218,7 +218,7 @@ async def request_access(
             to=email,
             box_name=services.settings.server.name,
             video_title=shared.video.title,
-            url=base_url.rstrip("/") + grant_path(services, shared, grant.id),
+            url=origin.rstrip("/") + grant_path(services, shared, grant.id),
             minutes_valid=GRANT_MINUTES,
         )
         await enqueue_mail(session, mail, not_after=now + timedelta(minutes=GRANT_MINUTES))

@@ -235,10 +235,18 @@ async def _notify_recipients(
 
 
 async def create_link(
-    services: Services, user: User, video_id: str, body: dict[str, Any], *, base_url: str
+    services: Services,
+    user: User,
+    video_id: str,
+    body: dict[str, Any],
+    *,
+    base_url: str,
+    mail_origin: str,
 ) -> dict[str, Any]:
     """A new link on the user's video (404 for anyone else's). Mail to listed accounts is
-    queued in the same transaction as the link, so it exists exactly when the link does."""
+    queued in the same transaction as the link, so it exists exactly when the link does.
+    ``base_url`` makes the URL in the answer (for this client); ``mail_origin`` the one in
+    mail, which must not come from the request (vidbox.mail.origin)."""
     wanted = parse_link_request(body)
     now = utcnow()
     delta = EXPIRY_PRESETS[wanted.expires_in]
@@ -262,7 +270,7 @@ async def create_link(
         await session.flush()
         queued = 0
         if wanted.visibility == PRIVATE:
-            url = base_url.rstrip("/") + share_path(token)
+            url = mail_origin.rstrip("/") + share_path(token)
             queued = await _notify_recipients(session, services, user, video, link, url)
     if queued:
         _wake_mail(services)

@@ -11,6 +11,7 @@ from vidbox.auth.invites import find_invite, register
 from vidbox.auth.login import sign_in
 from vidbox.auth.sessions import revoke_session, start_browser_session
 from vidbox.errors import NotFound, VidboxError
+from vidbox.mail.origin import clean_origin, remember_setup_origin
 from vidbox.models import User
 from vidbox.web.auth import (
     check_csrf,
@@ -66,6 +67,13 @@ async def setup(request: Request) -> Response:
             raise
         context = {"token": token, "form": form, "error": _form_error(exc)}
         return await render(request, "setup.html", context, status=exc.status)
+    # Only the person at the console has the setup token, so the Host this form came to is
+    # the admin's own: with server.base_url unset it is where mailed links point when the box
+    # listens on every address (vidbox.mail.origin).
+    origin = clean_origin(request.url.scheme, request.url.netloc)
+    if origin is not None:
+        async with db.session() as session:
+            await remember_setup_origin(session, origin)
     return await _signed_in_redirect(request, user)
 
 

@@ -1,0 +1,31 @@
+"""Verified email addresses, and the box_meta table (the origin the admin set the box up on).
+
+Revision ID: 0006
+Revises: 0004
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from vidbox.models import UTCDateTime
+
+revision = "0006"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "box_meta",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(2000), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("box_meta")
