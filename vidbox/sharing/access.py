@@ -165,12 +165,18 @@ def cookie_email(services: Services, shared: SharedVideo, raw: str | None) -> st
     return email if isinstance(email, str) and email in shared.emails else None
 
 
+def is_listed(user: User, emails: list[str]) -> bool:
+    """The account's address is on a private link's list, and proven to be the account's:
+    anyone may register someone else's address (vidbox.auth.verify)."""
+    return user.email_verified and user.email in emails
+
+
 def may_watch(
     services: Services, shared: SharedVideo, user: User | None, cookie: str | None
 ) -> bool:
     if shared.is_public:
         return True
-    if user is not None and (user.id == shared.link.owner_id or user.email in shared.emails):
+    if user is not None and (user.id == shared.link.owner_id or is_listed(user, shared.emails)):
         return True
     return cookie_email(services, shared, cookie) is not None
 
@@ -263,6 +269,6 @@ async def shared_path_for(services: Services, user: User, link_id: str) -> str:
     the accounts it lists; 404 for anyone else."""
     async with services.db.read() as session:
         link = await session.get(ShareLink, link_id) if len(link_id) <= 32 else None
-    if link is None or (user.id != link.owner_id and user.email not in link_emails(link)):
+    if link is None or (user.id != link.owner_id and not is_listed(user, link_emails(link))):
         raise NotFound("No such link.")
     return share_path(link_token(services.secret_key, link.id))

@@ -201,15 +201,16 @@ async def _notify_recipients(
     link: ShareLink,
     url: str,
 ) -> int:
-    """Mail and notify every listed address that belongs to an account (not the owner's).
-    Unregistered addresses hear nothing until they ask for access on the share page."""
+    """Mail and notify every listed address that belongs to an account (not the owner's) and
+    is proven to be that account's. Unregistered and unproven addresses hear nothing until
+    they ask for access on the share page, which mails the address itself."""
     emails = link_emails(link)
     recipients = (await session.exec(select(User).where(col(User.email).in_(emails)))).all()
     sharer = owner.name or owner.email
     title = video.title[:NOTIFICATION_TITLE_MAX]
     queued = 0
     for user in recipients:
-        if user.id == owner.id or user.disabled:
+        if user.id == owner.id or user.disabled or not user.email_verified:
             continue
         # The URL in a notification leads through /shared/{id}: the database never holds a
         # share token, and that route lets only listed, signed-in users through.

@@ -19,6 +19,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # New accounts start unproven; the accounts already here keep what they could see.
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("email_verified", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    op.execute("UPDATE users SET email_verified = 1")
     op.create_table(
         "box_meta",
         sa.Column("key", sa.String(64), primary_key=True),
@@ -29,3 +35,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("box_meta")
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("email_verified")
