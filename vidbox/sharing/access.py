@@ -19,8 +19,7 @@ from sqlmodel import col, select
 from vidbox.auth.ratelimit import RateLimiter
 from vidbox.auth.users import email_problem, normalise_email
 from vidbox.errors import Gone, NotFound, ServiceUnavailable, ValidationFailed
-from vidbox.jobs.send_mail import enqueue_mail
-from vidbox.mail import render_access_link
+from vidbox.jobs.send_mail import enqueue_message
 from vidbox.models import ShareGrant, ShareLink, User, Video, utcnow
 from vidbox.services import Services
 from vidbox.sharing.links import (
@@ -36,6 +35,7 @@ from vidbox.sharing.links import (
 )
 
 GRANT_MINUTES = 15
+ACCESS_LINK = "access_link"  # the queued message that carries a grant's sign-in link
 ACCESS_COOKIE = "vidbox_share"
 ACCESS_COOKIE_MAX = timedelta(days=30)
 ACCESS_WINDOW = timedelta(minutes=15)
@@ -184,13 +184,19 @@ def may_watch(
 # -- the one-time sign-in for private links ----------------------------------------------------
 
 
+def grant_deadline(grant: ShareGrant) -> datetime:
+    return grant.created_at + timedelta(minutes=GRANT_MINUTES)
+
+
 def _grant_serializer(secret_key: bytes) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt="share-grant")
 
 
-def grant_path(services: Services, shared: SharedVideo, grant_id: str) -> str:
-    signed = _grant_serializer(services.secret_key).dumps(grant_id)
-    return f"{shared.path}/enter/{signed}"
+def grant_path(secret_key: bytes, link_id: str, grant_id: str) -> str:
+    """The path of a grant's one-time sign-in link, signed now (by the mail job as it sends:
+    the database never holds it). Its life is counted from the grant's creation anyway."""
+    signed = _grant_serializer(secret_key).dumps(grant_id)
+    return f"{share_path(link_token(secret_key, link_id))}/enter/{signed}"
 
 
 async def request_access(
@@ -220,14 +226,14 @@ async def request_access(
         grant = ShareGrant(link_id=shared.link.id, email=email, created_at=now)
         session.add(grant)
         await session.flush()
-        mail = render_access_link(
+        await enqueue_message(
+            session,
+            ACCESS_LINK,
             to=email,
-            box_name=services.settings.server.name,
-            video_title=shared.video.title,
-            url=origin.rstrip("/") + grant_path(services, shared, grant.id),
-            minutes_valid=GRANT_MINUTES,
+            origin=origin,
+            not_after=grant_deadline(grant),
+            grant_id=grant.id,
         )
-        await enqueue_mail(session, mail, not_after=now + timedelta(minutes=GRANT_MINUTES))
     if services.runner is not None:
         services.runner.wake()
 
@@ -253,6 +259,9 @@ async def check_grant(
             raise NotFound(GRANT_INVALID)
         if grant.used_at is not None:
             raise Gone(GRANT_USED)
+        # The signature's age counts from when the mail was sent; this from when it was asked.
+        if grant_deadline(grant) <= utcnow():
+            raise Gone(GRANT_EXPIRED)
         if use:
             result = await session.exec(
                 update(ShareGrant)  # type: ignore[call-overload]

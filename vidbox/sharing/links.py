@@ -22,8 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.auth.users import email_problem, normalise_email
 from vidbox.errors import NotFound, ValidationFailed
-from vidbox.jobs.send_mail import enqueue_mail
-from vidbox.mail import render_share_notification
+from vidbox.jobs.send_mail import enqueue_message
 from vidbox.models import Notification, ShareLink, User, Video, new_id, utcnow
 from vidbox.services import Services
 from vidbox.videos import get_owned
@@ -39,6 +38,7 @@ EXPIRY_PRESETS: dict[str, timedelta | None] = {
     "30d": timedelta(days=30),
     "forever": None,
 }
+SHARE_NOTIFICATION = "share_notification"  # the queued message telling a listed account
 MAX_EMAILS = 50
 NOTIFICATION_TITLE_MAX = 200
 # base64url of 32 bytes, without padding.
@@ -199,7 +199,7 @@ async def _notify_recipients(
     owner: User,
     video: Video,
     link: ShareLink,
-    url: str,
+    origin: str,
 ) -> int:
     """Mail and notify every listed address that belongs to an account (not the owner's) and
     is proven to be that account's. Unregistered and unproven addresses hear nothing until
@@ -222,15 +222,15 @@ async def _notify_recipients(
             )
         )
         if services.mailer.enabled:
-            mail = render_share_notification(
+            # Built when sent, from the link's id (sharing.mail): no token in the jobs table.
+            await enqueue_message(
+                session,
+                SHARE_NOTIFICATION,
                 to=user.email,
-                box_name=services.settings.server.name,
-                sharer_name=sharer,
-                video_title=video.title,
-                url=url,
-                expires_at=link.expires_at,
+                origin=origin,
+                not_after=link.expires_at,
+                link_id=link.id,
             )
-            await enqueue_mail(session, mail, not_after=link.expires_at)
             queued += 1
     return queued
 
@@ -271,8 +271,7 @@ async def create_link(
         await session.flush()
         queued = 0
         if wanted.visibility == PRIVATE:
-            url = mail_origin.rstrip("/") + share_path(token)
-            queued = await _notify_recipients(session, services, user, video, link, url)
+            queued = await _notify_recipients(session, services, user, video, link, mail_origin)
     if queued:
         _wake_mail(services)
     return link_json(
