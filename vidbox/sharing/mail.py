@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from vidbox.jobs import PermanentJobError
+from vidbox.jobs import Handler, PermanentJobError
 from vidbox.jobs.send_mail import Builder
 from vidbox.mail import OutgoingMail, render_access_link, render_share_notification
 from vidbox.models import ShareGrant, ShareLink, User, Video
 from vidbox.services import Services
-from vidbox.sharing.access import ACCESS_LINK, GRANT_MINUTES, grant_path
+from vidbox.sharing.access import (
+    ACCESS_LINK,
+    GRANT_MINUTES,
+    SHARE_ACCESS,
+    grant_access,
+    grant_path,
+)
 from vidbox.sharing.links import (
     ACTIVE,
     SHARE_NOTIFICATION,
@@ -78,3 +84,5 @@ BUILDERS: dict[str, Builder] = {
     SHARE_NOTIFICATION: build_share_notification,
     ACCESS_LINK: build_access_link,
 }
+
+HANDLERS: dict[str, Handler] = {SHARE_ACCESS: grant_access}
