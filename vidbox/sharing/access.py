@@ -1,8 +1,9 @@
 """Opening a share link: who may watch through it, views, and the private-link sign-in.
 
 A public link lets anyone with the URL watch. A private link lets in its owner and signed-in
-accounts whose address is listed; anyone else proves an address by email: ``request_access``
-mails a one-time sign-in link (a signed ShareGrant id, valid 15 minutes), and using it sets a
+accounts whose address is listed and proven (``User.email_verified``); anyone else proves an
+address by email: ``request_access`` queues a job that, for a listed address, mails a one-time
+sign-in link (a signed ShareGrant id, valid 15 minutes from the request), and using it sets a
 cookie scoped to that one link's path that carries the link id and the proven address.
 """
 
