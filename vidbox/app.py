@@ -15,6 +15,7 @@ from vidbox.config import Settings
 from vidbox.jobs.runner import JobRunner
 from vidbox.jobs.tasks import all_handlers
 from vidbox.logs import log_fields
+from vidbox.mail.origin import mail_origin, unset_base_url_warning
 from vidbox.services import open_services
 from vidbox.web import routes
 from vidbox.web.errors import EXCEPTION_HANDLERS
@@ -48,6 +49,9 @@ def create_app(settings: Settings) -> Starlette:
                     config=", ".join(settings.sources),
                 ),
             )
+            if services.mailer.enabled and not settings.server.base_url:
+                origin = await mail_origin(settings, services.db)
+                log.warning(unset_base_url_warning(origin))
             runner = JobRunner(services, all_handlers())
             services.runner = runner
             await runner.start()

@@ -4,12 +4,15 @@ without changing anything on disk (S3 aside: a missing bucket is created, as on 
 from __future__ import annotations
 
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from vidbox.config import Settings
 from vidbox.db import schema_status
 from vidbox.health import CheckResult, FFmpegCheck, check_data_dir, run_checks
 from vidbox.mail import Mailer, MailError, render_test_mail
+from vidbox.mail.origin import SETUP_ORIGIN, resolve_origin, unset_base_url_warning
 from vidbox.storage import load
 
 
@@ -49,20 +52,45 @@ async def _storage(settings: Settings) -> str:
         await storage.close()
 
 
+def _stored_origin(settings: Settings) -> str | None:
+    """The origin kept at /setup, read without creating or migrating anything."""
+    path = settings.database_path
+    if settings.server.base_url or not path.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT value FROM box_meta WHERE key = ?", (SETUP_ORIGIN,)).fetchone()
+    except sqlite3.Error:  # an older schema without box_meta, or a locked file
+        return None
+    return str(row[0]) if row and row[0] else None
+
+
+def mail_origin_of(settings: Settings) -> str:
+    return resolve_origin(settings, _stored_origin(settings))
+
+
 async def _email(settings: Settings, test_address: str | None) -> str:
     mailer = Mailer.from_settings(settings)
     if not mailer.enabled:
         if test_address:
             raise RuntimeError("email is off: set email.host to send a test mail")
         return "off (no SMTP server configured; share links work, nobody is emailed)"
+    origin = mail_origin_of(settings)
     try:
         if test_address:
-            await mailer.send(render_test_mail(to=test_address, box_name=settings.server.name))
-            return f"{mailer.server}: test mail accepted for {test_address}"
-        await mailer.check()
+            mail = render_test_mail(
+                to=test_address, box_name=settings.server.name, url=origin + "/"
+            )
+            await mailer.send(mail)
+            detail = f"{mailer.server}: test mail accepted for {test_address}"
+        else:
+            await mailer.check()
+            detail = f"{mailer.server} ({settings.email.security}) accepts a session"
     except MailError as exc:
         raise RuntimeError(exc.message) from None
-    return f"{mailer.server} ({settings.email.security}) accepts a session"
+    if not settings.server.base_url:
+        detail += "; warning: " + unset_base_url_warning(origin)
+    return detail
 
 
 async def diagnose(settings: Settings, *, test_address: str | None = None) -> list[CheckResult]:

@@ -42,11 +42,25 @@ class User(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     # Stored lower-cased, which makes the unique index case-insensitive.
     email: str = Field(unique=True, index=True, max_length=320)
+    # Whether the address is proven to be this account's: by a mailed link, or because an
+    # admin or the CLI set it, or an invite fixed it. Only a proven address receives what is
+    # shared privately with it; anyone can register someone else's.
+    email_verified: bool = Field(default=False)
     name: str = Field(default="", max_length=200)
     password_hash: str = Field(max_length=255)
     is_admin: bool = Field(default=False)
     disabled: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BoxMeta(SQLModel, table=True):
+    """Facts about this box learnt while it runs, one row each (e.g. ``setup_origin``)."""
+
+    __tablename__ = "box_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=2000)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class SetupToken(SQLModel, table=True):

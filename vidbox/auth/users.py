@@ -53,6 +53,7 @@ def user_json(user: User) -> dict[str, Any]:
     return {
         "id": user.id,
         "email": user.email,
+        "email_verified": user.email_verified,
         "name": user.name,
         "is_admin": user.is_admin,
         "disabled": user.disabled,
@@ -78,8 +79,10 @@ async def create_user(
     password: str,
     name: str = "",
     is_admin: bool = False,
+    email_verified: bool,
 ) -> User:
-    """Validate and add a user inside the caller's transaction."""
+    """Validate and add a user inside the caller's transaction. ``email_verified`` has no
+    default: each way in says whether the address is proven (vidbox.auth.verify)."""
     email = check_email(email)
     name = check_name(name)
     check_password(password, email=email, name=name)
@@ -90,6 +93,7 @@ async def create_user(
         name=name,
         password_hash=await hash_password(password),
         is_admin=is_admin,
+        email_verified=email_verified,
     )
     session.add(user)
     await session.flush()
@@ -118,6 +122,7 @@ async def change_flags(
     *,
     disabled: bool | None = None,
     is_admin: bool | None = None,
+    email_verified: bool | None = None,
 ) -> User:
     """An admin's change to another account; the box always keeps an active admin."""
     user = await session.get(User, user_id)
@@ -129,6 +134,8 @@ async def change_flags(
         user.disabled = disabled
     if is_admin is not None:
         user.is_admin = is_admin
+    if email_verified is not None:
+        user.email_verified = email_verified
     session.add(user)
     await session.flush()
     if await count_admins(session) == 0:

@@ -76,8 +76,9 @@ class ServerSettings:
     base_url: str = option(
         "",
         "Public URL of this box, e.g. https://videos.example.org. Used in emails and share "
-        "links, and turns on Secure cookies when it starts with https. Empty: taken from "
-        "each request.",
+        "links, and turns on Secure cookies when it starts with https. Empty: links in mail "
+        "use host:port (with 0.0.0.0 or trusted proxies, the address /setup was completed "
+        "on), never a request's Host header; pages use the request's URL.",
         validate=_url_problem,
     )
     trusted_proxies: list[str] = option(

@@ -12,6 +12,7 @@ from vidbox.mail.messages import (
     render_invite,
     render_share_notification,
     render_test_mail,
+    render_verify_email,
 )
 from vidbox.mail.smtp import EMAIL_OFF, TIMEOUT_SECONDS, Mailer
 
@@ -28,4 +29,5 @@ __all__ = [
     "render_invite",
     "render_share_notification",
     "render_test_mail",
+    "render_verify_email",
 ]

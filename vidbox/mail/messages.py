@@ -148,10 +148,31 @@ def render_invite(
     )
 
 
-def render_test_mail(*, to: str, box_name: str) -> OutgoingMail:
-    """The message of ``vidbox check --send-test-mail``."""
+def render_verify_email(*, to: str, box_name: str, url: str, hours_valid: int) -> OutgoingMail:
+    """The link that proves an account's address belongs to whoever registered it."""
     box = one_line(box_name)
-    return _render("test_mail", to=to, subject=f"Test mail from {box}", box_name=box)
+    return _render(
+        "verify_email",
+        to=to,
+        subject=f"Confirm your email address on {box}",
+        box_name=box,
+        email=one_line(to),
+        url=_check_url(url),
+        validity=f"{hours_valid} hours",
+    )
+
+
+def render_test_mail(*, to: str, box_name: str, url: str | None = None) -> OutgoingMail:
+    """The message of ``vidbox check --send-test-mail``; ``url``, the box's address as links
+    in its mail will show it, so the admin sees where they lead."""
+    box = one_line(box_name)
+    return _render(
+        "test_mail",
+        to=to,
+        subject=f"Test mail from {box}",
+        box_name=box,
+        url=_check_url(url) if url else None,
+    )
 
 
 def parse_address(value: str, *, role: str) -> Address:

@@ -4,6 +4,8 @@
 - ``access``: the visitor's side: opening a link by its token, who may watch, views, and the
   one-time email sign-in for private links.
 - ``notifications``: the in-app notifications a share creates, and the unread count.
+- ``mail``: the share and sign-in mails, built from ids when the mail job sends them, and the
+  job that answers access requests off the request path.
 """
 
 from __future__ import annotations

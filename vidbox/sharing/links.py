@@ -22,8 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.auth.users import email_problem, normalise_email
 from vidbox.errors import NotFound, ValidationFailed
-from vidbox.jobs.send_mail import enqueue_mail
-from vidbox.mail import render_share_notification
+from vidbox.jobs.send_mail import enqueue_message
 from vidbox.models import Notification, ShareLink, User, Video, new_id, utcnow
 from vidbox.services import Services
 from vidbox.videos import get_owned
@@ -39,6 +38,7 @@ EXPIRY_PRESETS: dict[str, timedelta | None] = {
     "30d": timedelta(days=30),
     "forever": None,
 }
+SHARE_NOTIFICATION = "share_notification"  # the queued message telling a listed account
 MAX_EMAILS = 50
 NOTIFICATION_TITLE_MAX = 200
 # base64url of 32 bytes, without padding.
@@ -199,17 +199,18 @@ async def _notify_recipients(
     owner: User,
     video: Video,
     link: ShareLink,
-    url: str,
+    origin: str,
 ) -> int:
-    """Mail and notify every listed address that belongs to an account (not the owner's).
-    Unregistered addresses hear nothing until they ask for access on the share page."""
+    """Mail and notify every listed address that belongs to an account (not the owner's) and
+    is proven to be that account's. Unregistered and unproven addresses hear nothing until
+    they ask for access on the share page, which mails the address itself."""
     emails = link_emails(link)
     recipients = (await session.exec(select(User).where(col(User.email).in_(emails)))).all()
     sharer = owner.name or owner.email
     title = video.title[:NOTIFICATION_TITLE_MAX]
     queued = 0
     for user in recipients:
-        if user.id == owner.id or user.disabled:
+        if user.id == owner.id or user.disabled or not user.email_verified:
             continue
         # The URL in a notification leads through /shared/{id}: the database never holds a
         # share token, and that route lets only listed, signed-in users through.
@@ -221,24 +222,32 @@ async def _notify_recipients(
             )
         )
         if services.mailer.enabled:
-            mail = render_share_notification(
+            # Built when sent, from the link's id (sharing.mail): no token in the jobs table.
+            await enqueue_message(
+                session,
+                SHARE_NOTIFICATION,
                 to=user.email,
-                box_name=services.settings.server.name,
-                sharer_name=sharer,
-                video_title=video.title,
-                url=url,
-                expires_at=link.expires_at,
+                origin=origin,
+                not_after=link.expires_at,
+                link_id=link.id,
             )
-            await enqueue_mail(session, mail, not_after=link.expires_at)
             queued += 1
     return queued
 
 
 async def create_link(
-    services: Services, user: User, video_id: str, body: dict[str, Any], *, base_url: str
+    services: Services,
+    user: User,
+    video_id: str,
+    body: dict[str, Any],
+    *,
+    base_url: str,
+    mail_origin: str,
 ) -> dict[str, Any]:
     """A new link on the user's video (404 for anyone else's). Mail to listed accounts is
-    queued in the same transaction as the link, so it exists exactly when the link does."""
+    queued in the same transaction as the link, so it exists exactly when the link does.
+    ``base_url`` makes the URL in the answer (for this client); ``mail_origin`` the one in
+    mail, which must not come from the request (vidbox.mail.origin)."""
     wanted = parse_link_request(body)
     now = utcnow()
     delta = EXPIRY_PRESETS[wanted.expires_in]
@@ -262,8 +271,7 @@ async def create_link(
         await session.flush()
         queued = 0
         if wanted.visibility == PRIVATE:
-            url = base_url.rstrip("/") + share_path(token)
-            queued = await _notify_recipients(session, services, user, video, link, url)
+            queued = await _notify_recipients(session, services, user, video, link, mail_origin)
     if queued:
         _wake_mail(services)
     return link_json(

@@ -6,11 +6,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vidbox.auth import verify
 from vidbox.auth.firstrun import claim_first_admin, find_setup_token
 from vidbox.auth.invites import find_invite, register
 from vidbox.auth.login import sign_in
 from vidbox.auth.sessions import revoke_session, start_browser_session
 from vidbox.errors import NotFound, VidboxError
+from vidbox.mail.origin import clean_origin, remember_setup_origin
 from vidbox.models import User
 from vidbox.web.auth import (
     check_csrf,
@@ -18,10 +20,11 @@ from vidbox.web.auth import (
     current_principal,
     optional_user,
     renew_csrf,
+    require_user,
     safe_next,
     set_session_cookie,
 )
-from vidbox.web.deps import services_of
+from vidbox.web.deps import mail_origin, services_of
 from vidbox.web.inputs import client_ip, form_body
 from vidbox.web.render import redirect, render
 
@@ -68,6 +71,13 @@ async def setup(request: Request) -> Response:
             raise
         context = {"token": token, "form": form, "error": _form_error(exc)}
         return await render(request, "setup.html", context, status=exc.status)
+    # Only the person at the console has the setup token, so the Host this form came to is
+    # the admin's own: with server.base_url unset it is where mailed links point when the box
+    # listens on every address (vidbox.mail.origin).
+    origin = clean_origin(request.url.scheme, request.url.netloc)
+    if origin is not None:
+        async with db.session() as session:
+            await remember_setup_origin(session, origin)
     return await _signed_in_redirect(request, user)
 
 
@@ -144,7 +154,33 @@ async def signup(request: Request) -> Response:
         context |= {"form": form | {"email": fixed_email or form.get("email", "")}}
         context["error"] = exc.detail
         return await render(request, "register.html", context, status=exc.status)
+    await verify.queue_verification(services, user, origin=await mail_origin(request))
     return await _signed_in_redirect(request, user)
+
+
+async def verify_email(request: Request) -> Response:
+    """The confirmation link from the mail. GET only shows a Confirm button: mail scanners
+    fetch links to inspect them, and must not confirm an address for whoever registered it."""
+    services = services_of(request)
+    signed = request.path_params["signed"]
+    if request.method != "POST":
+        user = await verify.check_link(services, signed)
+        context = {"email": user.email, "action": request.url.path}
+        return await render(request, "verify_email.html", context)
+    await check_csrf(request)
+    user = await verify.confirm(services, signed)
+    return redirect("/", flash=f"Thank you: {user.email} is confirmed.")
+
+
+async def resend_verification(request: Request) -> Response:
+    """The banner's "send the link again" form."""
+    services = services_of(request)
+    user = await require_user(request)
+    try:
+        await verify.resend_verification(services, user, origin=await mail_origin(request))
+    except VidboxError as exc:
+        return redirect("/settings", flash=exc.detail)
+    return redirect("/settings", flash=f"A new confirmation link is on its way to {user.email}.")
 
 
 routes = [
@@ -153,4 +189,6 @@ routes = [
     Route("/logout", logout, methods=["GET", "POST"]),
     Route("/register", signup, methods=["GET", "POST"]),
     Route("/invite/{token}", signup, methods=["GET", "POST"]),
+    Route("/verify-email", resend_verification, methods=["POST"]),
+    Route("/verify-email/{signed}", verify_email, methods=["GET", "POST"]),
 ]

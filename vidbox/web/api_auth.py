@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from vidbox.auth import verify
 from vidbox.auth.invites import register
 from vidbox.auth.login import sign_in
 from vidbox.auth.ratelimit import RateLimiter
@@ -25,7 +26,7 @@ from vidbox.auth.users import user_json
 from vidbox.errors import NotFound
 from vidbox.models import AuthSession
 from vidbox.web.auth import current_principal, require_user
-from vidbox.web.deps import services_of
+from vidbox.web.deps import mail_origin, services_of
 from vidbox.web.inputs import client_ip, json_body, text
 
 UNKNOWN_ID = "No such token."
@@ -103,7 +104,16 @@ async def register_user(request: Request) -> JSONResponse:
         name=text(body, "name", required=False, max_length=200),
         invite_token=text(body, "invite", required=False, max_length=200) or None,
     )
+    await verify.queue_verification(services, user, origin=await mail_origin(request))
     return JSONResponse(user_json(user), status_code=201)
+
+
+async def resend_verification(request: Request) -> JSONResponse:
+    """Mail the signed-in user a new confirmation link for their address (202)."""
+    services = services_of(request)
+    user = await require_user(request)
+    await verify.resend_verification(services, user, origin=await mail_origin(request))
+    return JSONResponse({"detail": f"A confirmation link is on its way to {user.email}."}, 202)
 
 
 async def me(request: Request) -> JSONResponse:
@@ -147,6 +157,7 @@ routes = [
     Route("/api/auth/logout", logout, methods=["POST"]),
     Route("/api/auth/register", register_user, methods=["POST"]),
     Route("/api/me", me, methods=["GET"]),
+    Route("/api/me/verify-email", resend_verification, methods=["POST"]),
     Route("/api/tokens", tokens, methods=["GET", "POST"]),
     Route("/api/tokens/{token_id}", revoke_token, methods=["DELETE"]),
 ]

@@ -24,7 +24,7 @@ from vidbox.models import VideoStatus
 from vidbox.videos import renditions_of
 from vidbox.web import media_routes
 from vidbox.web.auth import check_csrf, optional_user, require_user, secure_cookies
-from vidbox.web.deps import public_base, services_of
+from vidbox.web.deps import mail_origin, public_base, services_of
 from vidbox.web.errors import wants_html
 from vidbox.web.inputs import client_ip, form_body, json_body, text
 from vidbox.web.render import render
@@ -47,7 +47,12 @@ async def video_links(request: Request) -> Response:
     if request.method == "POST":
         body = await json_body(request)
         link = await sharing.create_link(
-            services, user, video_id, body, base_url=public_base(request)
+            services,
+            user,
+            video_id,
+            body,
+            base_url=public_base(request),
+            mail_origin=await mail_origin(request),
         )
         return JSONResponse(link, status_code=201)
     items = await sharing.links_for_video(services, user, video_id, public_base(request))
@@ -189,7 +194,7 @@ async def ask_access(request: Request) -> Response:
         email = text(await json_body(request), "email", max_length=320)
     try:
         await sharing.request_access(
-            services, shared, email, ip=client_ip(request), base_url=public_base(request)
+            services, shared, email, ip=client_ip(request), origin=await mail_origin(request)
         )
     except (ValidationFailed, ServiceUnavailable) as exc:
         if not is_form:
