@@ -19,7 +19,9 @@ _DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded", "the disk is full")
 # An absolute path, quoted or not, optionally behind FFmpeg's "file:" (not the path part of a
 # URL: a word character, ":" or "/" before the slash rules that out).
-_PATH = re.compile(r"""'(?:file:)?/[^']*'|"(?:file:)?/[^"]*"|(?:file:)?(?<![\w:/.])/[^\s'",;)]+""")
+_PATH = re.compile(
+    r"""'(?:file:)?/[^']*'|"(?:file:)?/[^"]*"|(?:\bfile:|(?<![\w:/.]))/[^\s'",;)]+"""
+)
 
 
 def scrub_paths(text: str) -> str:
