@@ -181,8 +181,10 @@ class ProcessingSettings:
     max_duration_hours: int = option(12, "Videos longer than this are refused.", min=1)
     max_fps: int = option(240, "Videos with more frames per second than this are refused.", min=1)
     ffmpeg_memory_bytes: int = option(
-        4 * GiB,
-        "Most memory (address space) one FFmpeg process may use; 0 means no limit.",
+        0,
+        "Most memory (address space) one FFmpeg process may use. 0: sized to this machine, "
+        "4 GiB plus 128 MiB per CPU (FFmpeg starts more threads, each with its own stack, "
+        "on more CPUs).",
         min=0,
     )
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+from vidbox.config.schema import ProcessingSettings
 from vidbox.jobs import JobContext, PermanentJobError, WaitingForDisk
 from vidbox.jobs.failures import (
     MAX_ERROR_CHARS,
@@ -65,7 +66,7 @@ from vidbox.media import (
 from vidbox.media.errors import DISK_FULL
 from vidbox.media.ladder import MEDIA_PLAYLIST
 from vidbox.media.probe import MediaLimits
-from vidbox.media.runner import ProcessLimits, ffmpeg_limits
+from vidbox.media.runner import ProcessLimits, ffmpeg_limits, memory_limit
 from vidbox.models import Rendition, Video, VideoStatus
 from vidbox.storage import ObjectNotFound
 from vidbox.uploads import UploadLocked
@@ -97,7 +98,7 @@ async def process_video(ctx: JobContext) -> None:
     pipeline = Pipeline(ctx, video, work_dir)
     recorder = ProcessRecorder(services.db, ctx.job_id)
     limits = ProcessLimits(
-        memory_bytes=services.settings.processing.ffmpeg_memory_bytes,
+        memory_bytes=memory_limit(services.settings.processing.ffmpeg_memory_bytes),
         on_spawn=recorder.spawned,
         on_exit=recorder.exited,
     )
@@ -180,7 +181,7 @@ class Pipeline:
         self.ctx.set_time_limit(self.options.timeout_minutes * 60.0)
         with self.step("probe"):
             info = await probe(source, self.limits())
-            self.ctx.set_time_limit(self.time_limit(info))
+            self.ctx.set_time_limit(time_limit(self.options, info.duration_seconds))
             await self.save_probe(info)
         with self.step("thumbnail"):
             await self.store_thumbnail(source, info)
@@ -205,11 +206,6 @@ class Pipeline:
             max_duration_seconds=self.options.max_duration_hours * 3600.0,
             max_fps=float(self.options.max_fps),
         )
-
-    def time_limit(self, info: Probe) -> float:
-        """max(timeout_minutes, timeout_factor x duration), in seconds."""
-        floor = self.options.timeout_minutes * 60.0
-        return max(floor, self.options.timeout_factor * (info.duration_seconds or 0.0))
 
     def elapsed_ms(self) -> int:
         return round((time.monotonic() - self.started) * 1000)
@@ -399,6 +395,14 @@ class Pipeline:
             await self.storage.delete_prefix(hls_key(self.video, f"{name}/"))
         if self.spool_in_use:
             await self.release_spool()
+
+
+def time_limit(options: ProcessingSettings, duration: float | None) -> float:
+    """Seconds an attempt may take once the video's duration is known: max(timeout_minutes,
+    timeout_factor x duration). Scaled, so a 10 s clip that hangs is stopped in minutes while
+    a feature film gets the hours it needs."""
+    floor = options.timeout_minutes * 60.0
+    return max(floor, options.timeout_factor * (duration or 0.0))
 
 
 def _file_size(path: Path) -> int:

@@ -66,6 +66,20 @@ _PRCTL = _load_prctl()
 SpawnHook = Callable[[int], Awaitable[None]]
 
 
+# Measured: a 4K source into four x264 rungs peaks at 2.1 GB of address space with 4 threads
+# per encoder, 3.3 GB with 16 and 6.3 GB with 48 (the default on 32 CPUs).
+MEMORY_BASE_BYTES = 4 * 1024**3
+MEMORY_PER_CPU_BYTES = 128 * 1024**2
+
+
+def memory_limit(setting: int) -> int:
+    """The address-space cap for FFmpeg: ``setting``, or when it is 0 one sized to the CPUs
+    (x264 and the decoders start threads by the number of CPUs online)."""
+    if setting > 0:
+        return setting
+    return MEMORY_BASE_BYTES + MEMORY_PER_CPU_BYTES * (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class ProcessLimits:
     """What the running job asks of each FFmpeg it starts."""
