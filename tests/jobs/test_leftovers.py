@@ -1,4 +1,4 @@
-"""Leftover FFmpeg processes: only the recorded process is ever killed."""
+"""What dead runners leave: only the recorded FFmpeg is killed, their jobs are put back."""
 
 from __future__ import annotations
 
@@ -8,9 +8,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs.helpers import get_job, run, set_job
 from tests.support import wait_until
-from vidbox.jobs.leftovers import kill_leftover, process_tag, runner_id_of
+from vidbox.config import Settings
+from vidbox.jobs import MEDIA_LANE
+from vidbox.jobs.leftovers import (
+    CRASHED_MESSAGE,
+    RunnerLock,
+    kill_leftover,
+    process_tag,
+    recover_dead_runners,
+    runner_id_of,
+)
+from vidbox.jobs.queue import enqueue
 from vidbox.media import ffmpeg_exe
+from vidbox.models import JobState
+from vidbox.services import open_services
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -39,3 +52,37 @@ def test_runner_id_of_worker_names() -> None:
     assert runner_id_of("box:12:0123abcd") == "0123abcd"
     assert runner_id_of("not a worker") is None
     assert runner_id_of(None) is None
+
+
+def test_a_job_that_keeps_crashing_the_server_uses_up_its_attempts(settings: Settings) -> None:
+    async def go() -> None:
+        async with open_services(settings) as services:
+            db = services.db
+            async with db.session() as session:
+                job = await enqueue(session, "transcode", {}, lane=MEDIA_LANE)
+            alive = RunnerLock(settings.data_dir, "feedfacefeedface")
+            alive.acquire()
+            try:
+                # (runner, attempts left counted after its crash)
+                for crash, (owner, counted) in enumerate(
+                    [("0123456789abcdef", 0), ("fedcba9876543210", 1), ("feedfacefeedface", 1)]
+                ):
+                    (settings.data_dir / "run").mkdir(exist_ok=True)
+                    (settings.data_dir / "run" / f"{owner}.lock").touch()
+                    await set_job(
+                        db, job.id, state=JobState.RUNNING, attempts=1,
+                        worker=f"box:1:{owner}/media0",
+                    )  # fmt: skip
+                    await recover_dead_runners(db, settings.data_dir)
+                    row = await get_job(db, job.id)
+                    assert row is not None
+                    if crash == 2:  # that runner still lives: its job is left alone
+                        assert (row.state, row.attempts) == (JobState.RUNNING, 1)
+                        continue
+                    # The first crash is not the job's fault; a second one in a row counts.
+                    assert (row.state, row.attempts) == (JobState.QUEUED, counted)
+                    assert row.last_error == CRASHED_MESSAGE
+            finally:
+                alive.release()
+
+    run(go())

@@ -18,6 +18,7 @@ from tests.support import (
     wait_for_status,
 )
 from vidbox.media import MediaError, run_ffmpeg
+from vidbox.media.probe import declared_fps
 from vidbox.media.runner import ProcessLimits, ffmpeg_limits, memory_limit
 
 
@@ -118,3 +119,25 @@ def test_the_default_memory_cap_grows_with_the_cpus() -> None:
     cpus = os.cpu_count() or 1
     assert memory_limit(0) == 4 * 1024**3 + cpus * 128 * 1024**2
     assert memory_limit(1024**3) == 1024**3
+
+
+def stream_line(rates: str) -> str:
+    return (
+        "Input #0, matroska,webm, from 'file:x.webm':\n"
+        "  Duration: 00:00:05.00, start: 0.000000, bitrate: 300 kb/s\n"
+        f"  Stream #0:0(eng): Video: vp8, yuv420p(progressive), 640x480, SAR 1:1 DAR 4:3, {rates}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rates", "fps"),
+    [
+        ("300 fps, 300 tbr, 19200 tbn (default)", 300.0),
+        ("29.97 fps, 29.97 tbr, 90k tbn", 29.97),
+        # Browser recordings (MediaRecorder WebM) declare no rate: not refused as 1000 fps.
+        ("1k tbr, 1k tbn (default)", None),
+        ("1k fps, 1k tbr, 1k tbn (default)", None),
+    ],
+)
+def test_only_a_declared_frame_rate_counts(rates: str, fps: float | None) -> None:
+    assert declared_fps(stream_line(rates)) == fps

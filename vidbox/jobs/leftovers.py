@@ -224,7 +224,13 @@ async def _put_back(db: Database, job_id: int, worker: str) -> bool:
             )
             .values(
                 state=JobState.QUEUED,
-                attempts=case((col(Job.attempts) > 0, col(Job.attempts) - 1), else_=0),
+                # Not counted, unless the run before ended the same way: a job that brings
+                # the server down every time must still end up dead, not loop forever.
+                attempts=case(
+                    (col(Job.last_error) == CRASHED_MESSAGE, col(Job.attempts)),
+                    (col(Job.attempts) > 0, col(Job.attempts) - 1),
+                    else_=0,
+                ),
                 run_at=now,
                 lease_until=None,
                 worker=None,

@@ -80,8 +80,38 @@ async def probe(path: Path, limits: MediaLimits | None = None) -> Probe:
     stderr = await run_ffmpeg(probe_args(path), stderr_lines=PROBE_STDERR_LINES)
     info = parse_probe(stderr)
     if limits is not None:
-        check_limits(info, limits)
+        check_limits(info, limits, declared_fps=declared_fps(stderr))
     return info
+
+
+def declared_fps(stderr: str) -> float | None:
+    """The video stream's average frame rate as FFmpeg prints it ("25 fps"), or None. Not the
+    "tbr" that Probe.fps falls back to: WebM from browsers says "1k tbr" at 30 frames a second."""
+    lines = stderr.splitlines()
+    start = next((i for i, line in enumerate(lines) if _INPUT.match(line)), None)
+    if start is None:
+        return None
+    section = []
+    for line in lines[start:]:
+        if line.startswith("Output #0"):
+            break
+        section.append(line)
+    index = _first_stream(section, "Video", skip_attached=True)
+    if index is None:
+        return None
+    rates = {
+        kind: float(number) * (1000 if kilo else 1)
+        for number, kilo, kind in _RATE.findall(section[index])
+    }
+    fps = rates.get("fps")
+    # A rate equal to the time base is FFmpeg echoing the time base when it could not
+    # estimate one (variable frame rate Matroska: "1k fps, 1k tbr, 1k tbn").
+    if fps is None or fps == rates.get("tbn"):
+        return None
+    return fps
+
+
+_RATE = re.compile(r"([\d.]+)(k?) (fps|tbr|tbn)\b")
 
 
 @dataclass(frozen=True)
@@ -94,8 +124,9 @@ class MediaLimits:
     max_fps: float
 
 
-def check_limits(info: Probe, limits: MediaLimits) -> None:
-    """Raise a permanent MediaError with a sentence when ``info`` is beyond ``limits``."""
+def check_limits(info: Probe, limits: MediaLimits, *, declared_fps: float | None = None) -> None:
+    """Raise a permanent MediaError with a sentence when ``info`` is beyond ``limits``. The
+    frame rate is only checked when the file declares one (``declared_fps``)."""
     # The larger of the coded and the displayed frame: decoding costs the one, scaling the other.
     width, height = max(
         (info.coded_width, info.coded_height), (info.width, info.height), key=lambda s: s[0] * s[1]
@@ -113,9 +144,9 @@ def check_limits(info: Probe, limits: MediaLimits) -> None:
             f"{_hours(limits.max_duration_seconds)}.",
             permanent=True,
         )
-    if info.fps > limits.max_fps:
+    if declared_fps is not None and declared_fps > limits.max_fps:
         raise MediaError(
-            f"This video has {info.fps:g} frames per second; this server accepts at most "
+            f"This video has {declared_fps:g} frames per second; this server accepts at most "
             f"{limits.max_fps:g}.",
             permanent=True,
         )

@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 from collections import deque
@@ -104,14 +105,14 @@ def ffmpeg_limits(limits: ProcessLimits) -> Iterator[None]:
 
 
 def _child_setup(parent_pid: int, memory_bytes: int) -> Callable[[], None]:
-    def setup() -> None:  # runs in the child, between fork and exec
+    def setup() -> None:
+        # Runs in the child between fork and exec, where another thread's lock may be held
+        # forever: no imports, no logging, nothing but the two system calls.
         if _PRCTL is not None:
             _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
             if os.getppid() != parent_pid:  # the parent died before the line above
                 os._exit(1)
         if memory_bytes > 0:
-            import resource
-
             resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
     return setup
