@@ -15,8 +15,8 @@ records the outcome:
 - it is cancelled (shutdown, or the video was deleted): the job is requeued (shutdown) or
   dropped (deletion) without counting an attempt.
 
-Handlers must be idempotent: a job may run again after a crash (its lease expires and it is
-reclaimed) or a retry.
+Handlers must be idempotent: a job may run again after a crash (the next start of the data
+dir puts it back; another process reclaims it when its lease expires) or a retry.
 """
 
 from __future__ import annotations

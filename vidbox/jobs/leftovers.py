@@ -274,6 +274,10 @@ async def sweep_work_dirs(db: Database, data_dir: Path, *, video_id: str | None 
     return len(stale)
 
 
+def is_work_dir(entry: Path) -> bool:
+    return _WORK_DIR.match(entry.name) is not None and entry.is_dir() and not entry.is_symlink()
+
+
 def _work_dirs(root: Path, video_id: str | None) -> list[tuple[Path, int, int]]:
     if not root.is_dir():
         return []

@@ -4,7 +4,8 @@ Each lane has its own worker slots, so mail never waits behind a transcode. A wo
 job (queue.claim_next), runs the handler in a task of its own, renews the job's lease every
 third of the lease while it runs, stops it when it overruns its kind's timeout, and records the
 outcome. All state that matters is in the database: a second process sharing it behaves the
-same, and a process killed mid-job loses nothing (the lease expires, the job is reclaimed).
+same, and a process killed mid-job loses nothing: the next start of this data dir takes its
+jobs back at once (vidbox.jobs.leftovers), any other process when their lease expires.
 Wake-ups after an enqueue are only a shortcut past the polling interval.
 """
 
