@@ -8,7 +8,7 @@ import re
 
 from vidbox.db import Database
 from vidbox.jobs import JobContext
-from vidbox.models import Video, VideoStatus
+from vidbox.models import Video, VideoStatus, utcnow
 
 MAX_ERROR_CHARS = 400
 WAITING_FOR_DISK = (
@@ -78,7 +78,7 @@ async def show_waiting_for_disk(db: Database, video_id: str) -> None:
         video = await session.get(Video, video_id)
         if video is None or video.error == WAITING_FOR_DISK:
             return
-        video.error = WAITING_FOR_DISK
+        video.error, video.updated_at = WAITING_FOR_DISK, utcnow()
         session.add(video)
 
 
