@@ -245,6 +245,13 @@ class Job(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # JSON list of "pid:start time" of the FFmpeg processes the running attempt started, so a
+    # restart can stop those a crashed process left behind (vidbox.jobs.leftovers).
+    pids: str | None = Field(default=None)
+    # When the current attempt was taken: fair queueing serves the user served longest ago.
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Set while the job is waiting for disk space (its attempts are not counted meanwhile).
+    waiting_since: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class ShareLink(SQLModel, table=True):

@@ -228,3 +228,25 @@ def test_cleanup_forgets_rate_limit_counters_a_day_old(settings: Settings) -> No
                 assert [r.key for r in (await session.exec(select(RateLimit))).all()] == ["recent"]
 
     run(go())
+
+
+def test_cleanup_keeps_work_folders_of_running_attempts_however_old(settings: Settings) -> None:
+    async def go() -> None:
+        async with open_services(settings) as services:
+            db = services.db
+            async with db.session() as session:
+                job = await enqueue(session, "process_video", {}, lane=MEDIA_LANE)
+            await set_job(db, job.id, state=JobState.RUNNING, attempts=2)
+            tmp = settings.data_dir / "tmp"
+            running = tmp / f"{new_id()}-{job.id}-2"  # a ten-day encode of a long film
+            stopped = tmp / f"{new_id()}-{job.id}-1"  # its first attempt, died with its server
+            for folder in (running, stopped):
+                folder.mkdir(parents=True)
+                (folder / "source.mp4").write_bytes(b"x")
+                age(folder / "source.mp4", timedelta(days=10))
+                age(folder, timedelta(days=10))
+            report = await run_cleanup(services)
+            assert report.temp_entries == 1
+            assert sorted(p.name for p in tmp.iterdir()) == [running.name]
+
+    run(go())

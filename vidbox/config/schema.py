@@ -174,7 +174,30 @@ class ProcessingSettings:
         choices=("none",),
     )
     timeout_minutes: int = option(
-        240, "A processing job running longer than this is stopped and retried.", min=1
+        5,
+        "Each processing attempt may run max(timeout_minutes, timeout_factor x the video's "
+        "duration); past that it is stopped and retried.",
+        min=1,
+    )
+    timeout_factor: int = option(
+        20,
+        "Processing time allowed per second of video (see timeout_minutes).",
+        min=1,
+        max=1000,
+    )
+    max_pixels: int = option(
+        7680 * 4320,
+        "Videos with more pixels per frame than this are refused (default: 7680x4320, 8K).",
+        min=64 * 64,
+    )
+    max_duration_hours: int = option(12, "Videos longer than this are refused.", min=1)
+    max_fps: int = option(240, "Videos with more frames per second than this are refused.", min=1)
+    ffmpeg_memory_bytes: int = option(
+        0,
+        "Most memory (address space) one FFmpeg process may use. 0: sized to this machine, "
+        "4 GiB plus 128 MiB per CPU (FFmpeg starts more threads, each with its own stack, "
+        "on more CPUs).",
+        min=0,
     )
 
 

@@ -8,19 +8,21 @@ records the outcome:
 
 - the handler returns: the job succeeded;
 - it raises ``PermanentJobError``: the job failed for good (e.g. unreadable media), no retry;
+- it raises ``WaitingForDisk``: the disk is full; the job is retried with growing pauses
+  without counting attempts, for up to a day, then it is ``dead``;
 - it raises anything else: a transient failure, retried with exponential backoff and jitter
   until ``max_attempts``, then the job is ``dead`` (visible to admins, who can retry it);
 - it is cancelled (shutdown, or the video was deleted): the job is requeued (shutdown) or
   dropped (deletion) without counting an attempt.
 
-Handlers must be idempotent: a job may run again after a crash (its lease expires and it is
-reclaimed) or a retry.
+Handlers must be idempotent: a job may run again after a crash (the next start of the data
+dir puts it back; another process reclaims it when its lease expires) or a retry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +33,14 @@ class PermanentJobError(Exception):
     """Retrying cannot help. ``str(exc)`` is a sentence a person understands."""
 
 
+class WaitingForDisk(Exception):
+    """Out of disk space: retrying helps once space is freed. ``str(exc)`` is a sentence."""
+
+
+def _no_limit(seconds: float) -> None:
+    return None
+
+
 @dataclass
 class JobContext:
     job_id: int
@@ -38,6 +48,9 @@ class JobContext:
     payload: dict[str, Any]
     attempt: int  # 1 for the first run
     services: Services
+    # Let the handler set its own time limit once it knows its work (a video's duration):
+    # the attempt is stopped ``seconds`` from the call. Until then the kind's limit applies.
+    set_time_limit: Callable[[float], None] = field(default=_no_limit)
 
 
 Handler = Callable[[JobContext], Awaitable[None]]

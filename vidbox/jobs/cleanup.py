@@ -3,7 +3,8 @@ old job and rate-limit rows.
 
 Every sweep only removes what is both unowned and old, so work in flight is never touched: an
 upload is removed only after its expiry, stray files and storage objects only an hour after
-they were last written, temp folders a day after (longer than any processing timeout).
+they were last written, work folders once their attempt is not running, other temp files a
+day after.
 
 The job is periodic and durable: the runner enqueues it on start under the idempotency key
 "cleanup", and each run first schedules the next one an hour later, so exactly one is always
@@ -29,6 +30,7 @@ from sqlmodel import col, select
 
 from vidbox.auth.ratelimit import RateLimiter
 from vidbox.jobs import Handler, JobContext
+from vidbox.jobs.leftovers import is_work_dir, sweep_work_dirs
 from vidbox.jobs.queue import LIVE_STATES, enqueue, release_idempotency_key
 from vidbox.logs import log_fields
 from vidbox.models import Job, JobState, Upload, Video, VideoStatus, utcnow
@@ -45,8 +47,8 @@ CLEANUP_INTERVAL = timedelta(hours=1)
 # Spool files and storage objects nobody owns are left this long after their last write: an
 # upload being created or a video being stored right now owns its files a moment later.
 ORPHAN_AGE = timedelta(hours=1)
-# Longer than processing.timeout_minutes can sensibly be; the pipeline's FFmpeg outputs live in
-# data_dir/tmp while a job runs.
+# Other stray files in data_dir/tmp. Work folders of processing attempts are not aged: they
+# go as soon as their attempt is not running (vidbox.jobs.leftovers), however long it runs.
 TEMP_AGE = timedelta(days=1)
 # Succeeded jobs are kept a while for the admin page, then dropped; failed and dead ones stay
 # until an admin retries them or their video is deleted.
@@ -96,7 +98,7 @@ async def run_cleanup(services: Services, *, now: datetime | None = None) -> Cle
     sweeps = (
         lambda: _expired_uploads(services, spool, now, report),
         lambda: _spool_leftovers(services, spool, now, report),
-        lambda: _temp_leftovers(services.settings.data_dir / "tmp", now, report),
+        lambda: _temp_leftovers(services, now, report),
         lambda: _storage_orphans(services, services.storage, now, report),
         lambda: _old_jobs(services, now, report),
         lambda: _old_rate_limits(services, now, report),
@@ -249,6 +251,8 @@ def _sweep_temp(root: Path, cutoff: datetime) -> int:
         return 0
     removed = 0
     for entry in root.iterdir():
+        if is_work_dir(entry):
+            continue  # sweep_work_dirs knows whether its attempt still runs
         try:
             if datetime.fromtimestamp(_newest_mtime(entry), UTC) >= cutoff:
                 continue
@@ -262,8 +266,10 @@ def _sweep_temp(root: Path, cutoff: datetime) -> int:
     return removed
 
 
-async def _temp_leftovers(root: Path, now: datetime, report: CleanupReport) -> None:
-    report.temp_entries += await asyncio.to_thread(_sweep_temp, root, now - TEMP_AGE)
+async def _temp_leftovers(services: Services, now: datetime, report: CleanupReport) -> None:
+    data_dir = services.settings.data_dir
+    report.temp_entries += await sweep_work_dirs(services.db, data_dir)
+    report.temp_entries += await asyncio.to_thread(_sweep_temp, data_dir / "tmp", now - TEMP_AGE)
 
 
 # -- storage -----------------------------------------------------------------------------------

@@ -13,8 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from vidbox.jobs import Handler, JobContext, PermanentJobError
-from vidbox.jobs.queue import mark_failed, mark_retry, mark_succeeded, requeue
+from vidbox.jobs import Handler, JobContext, PermanentJobError, WaitingForDisk
+from vidbox.jobs.queue import (
+    DISK_WAIT_SECONDS,
+    mark_failed,
+    mark_retry,
+    mark_succeeded,
+    mark_waiting,
+    requeue,
+)
 from vidbox.logs import log_fields
 from vidbox.models import Job, JobState
 
@@ -30,6 +37,7 @@ SHUTDOWN = "requeued"  # put back without counting the attempt
 CANCELLED = "cancelled"  # its video was deleted: the row is gone
 LOST = "lost"  # the claim was lost (row deleted or reclaimed elsewhere): not ours to record
 TIMEOUT = "timeout"  # a transient failure
+WAITING = "waiting"  # for disk space; the attempt is not counted
 
 
 @dataclass(eq=False)
@@ -56,6 +64,9 @@ class RunningJob:
 def describe_error(exc: BaseException) -> str:
     """``last_error`` text: the message of our own errors (sentences), the type too for
     built-in ones, whose bare message (``'key'``) says little."""
+    if isinstance(exc, OSError) and exc.strerror:
+        # Not str(exc): it names the file, and server paths are not for the job's owner.
+        return f"{type(exc).__name__}: {exc.strerror}"
     text = str(exc).strip()
     if isinstance(exc, PermanentJobError) or (text and type(exc).__module__ != "builtins"):
         return text or type(exc).__name__
@@ -94,6 +105,15 @@ async def settle(
         return await give_up(
             db, handler, ctx, job, message, JobState.FAILED, worker=worker, now=clock()
         )
+    elif isinstance(exc, WaitingForDisk):
+        message, now = describe_error(exc), clock()
+        if job.waiting_since and (now - job.waiting_since).total_seconds() >= DISK_WAIT_SECONDS:
+            final = f"Gave up after {DISK_WAIT_SECONDS / 3600:g} hours of waiting. {message}"
+            return await give_up(
+                db, handler, ctx, job, final, JobState.DEAD, worker=worker, now=now
+            )
+        kept = await mark_waiting(db, job, message, worker=worker, now=now, rng=rng)
+        return (WAITING if kept else LOST), message
     else:
         message = describe_error(exc)
     if job.attempts >= job.max_attempts:
@@ -152,3 +172,36 @@ def log_finish(
         extra=log_fields(**fields, ms=ms, outcome=outcome, error=error),
         exc_info=exc if exc and not isinstance(exc, PermanentJobError) else None,
     )
+
+
+class TimeLimit:
+    """An attempt's time limit, which its handler may set anew (``JobContext.set_time_limit``)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._started = time.monotonic()
+        self._deadline = self._started + seconds
+        self._changed = asyncio.Event()
+
+    def set(self, seconds: float) -> None:
+        """Stop the attempt ``seconds`` from now."""
+        now = time.monotonic()
+        self._deadline = now + seconds
+        self.seconds = round(now - self._started + seconds)
+        self._changed.set()
+
+    async def wait(self, task: asyncio.Task[None]) -> bool:
+        """Wait for ``task`` until the deadline; False when the deadline came first."""
+        while not task.done():
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait(
+                    {task, changed}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+        return True

@@ -21,8 +21,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from vidbox.db import Database
-from vidbox.jobs import JobContext, PermanentJobError
+from vidbox.config.schema import ProcessingSettings
+from vidbox.jobs import JobContext, PermanentJobError, WaitingForDisk
+from vidbox.jobs.failures import (
+    MAX_ERROR_CHARS,
+    gave_up_sentence,
+    is_disk_full,
+    on_gave_up,
+    record_failure,
+    show_waiting_for_disk,
+)
+from vidbox.jobs.leftovers import ProcessRecorder, work_dir_name
 from vidbox.jobs.outputs import (
     ProgressWriter,
     VideoGone,
@@ -55,7 +64,10 @@ from vidbox.media import (
     segment_start_times,
     well_segmented,
 )
+from vidbox.media.errors import DISK_FULL
 from vidbox.media.ladder import MEDIA_PLAYLIST
+from vidbox.media.probe import MediaLimits
+from vidbox.media.runner import ProcessLimits, ffmpeg_limits, memory_limit
 from vidbox.models import Rendition, Video, VideoStatus
 from vidbox.storage import ObjectNotFound
 from vidbox.uploads import UploadLocked
@@ -71,7 +83,6 @@ SOURCE_CUT_SHORT = (
 )
 # Job progress (percent) at the end of each step; the ladder fills the gap from FFmpeg's own.
 PROBED, THUMBNAIL_STORED, TOP_RUNG_READY, LADDER_ENCODED = 2, 5, 10, 95
-MAX_ERROR_CHARS = 400
 
 
 async def process_video(ctx: JobContext) -> None:
@@ -83,65 +94,42 @@ async def process_video(ctx: JobContext) -> None:
     if video is None:
         log.info("video gone before processing", extra=log_fields(video_id=video_id))
         return
-    work_dir = services.settings.data_dir / "tmp" / f"{video_id}-{ctx.job_id}-{ctx.attempt}"
+    name = work_dir_name(video_id, ctx.job_id, ctx.attempt)
+    work_dir = services.settings.data_dir / "tmp" / name
     pipeline = Pipeline(ctx, video, work_dir)
+    recorder = ProcessRecorder(services.db, ctx.job_id)
+    limits = ProcessLimits(
+        memory_bytes=memory_limit(services.settings.processing.ffmpeg_memory_bytes),
+        on_spawn=recorder.spawned,
+        on_exit=recorder.exited,
+    )
     try:
-        await pipeline.run()
+        with ffmpeg_limits(limits):
+            await pipeline.run()
     except VideoGone:
         # Deleted mid-way: whatever was stored after the delete swept the prefix goes too.
         removed = await services.storage.delete_prefix(video_prefix(video))
         log.info(
             "video deleted while processing", extra=log_fields(video_id=video_id, objects=removed)
         )
-    except MediaError as exc:
-        if not exc.permanent:
-            raise
-        await record_failure(services.db, video_id, exc.reason)
-        raise PermanentJobError(exc.reason) from exc
+    except Exception as exc:
+        if is_disk_full(exc):
+            # Not the video's fault, and no attempt is counted: wait until space is freed.
+            with contextlib.suppress(VideoGone):
+                await show_waiting_for_disk(services.db, video_id)
+            raise WaitingForDisk(DISK_FULL) from exc
+        if isinstance(exc, MediaError) and exc.permanent:
+            await record_failure(services.db, video_id, exc.reason)
+            raise PermanentJobError(exc.reason) from exc
+        raise
     finally:
         await remove_tree(work_dir)
-
-
-async def record_failure(db: Database, video_id: str, reason: str) -> None:
-    """FAILED with the sentence, unless the video already plays from its copied rung: then it
-    stays READY at its own quality and the sentence says what is missing."""
-    async with db.session() as session:
-        video = await session.get(Video, video_id)
-        if video is None:
-            return
-        if video.status == VideoStatus.READY:
-            video.progress = 100
-            video.error = f"Only the original quality is available. {reason}"
-        else:
-            video.status, video.error = VideoStatus.FAILED, reason
-        session.add(video)
-
-
-async def on_gave_up(ctx: JobContext, message: str) -> None:
-    """The runner stopped retrying: say why on the video."""
-    video_id = str(ctx.payload.get("video_id", ""))
-    async with ctx.services.db.read() as session:
-        video = await session.get(Video, video_id)
-    if video is None or (video.status == VideoStatus.FAILED and video.error):
-        return  # gone, or a permanent failure whose sentence the job already wrote
-    if video.status == VideoStatus.READY and video.error:
-        return
-    await record_failure(ctx.services.db, video_id, gave_up_sentence(message))
 
 
 process_video.on_gave_up = on_gave_up  # type: ignore[attr-defined]
 
 HANDLERS = {PROCESS_VIDEO: process_video}
-
-
-def gave_up_sentence(message: str) -> str:
-    """The FAILED sentence for retries used up: the last error's first line only, so an FFmpeg
-    log that slipped into an error message never reaches the page."""
-    lines = message.strip().splitlines()
-    reason = " ".join(lines[0].split()) if lines else ""
-    if len(reason) > MAX_ERROR_CHARS:
-        reason = reason[: MAX_ERROR_CHARS - 1].rstrip() + "…"
-    return f"Processing kept failing: {reason}" if reason else "Processing kept failing."
+__all__ = ["MAX_ERROR_CHARS", "gave_up_sentence", "on_gave_up", "process_video", "record_failure"]
 
 
 def master_playlist_for(renditions: list[Rendition]) -> str:
@@ -189,8 +177,12 @@ class Pipeline:
             await update_video(self.db, self.video.id, status=VideoStatus.PROCESSING, error=None)
         with self.step("source"):
             source = await self.acquire_source()
+        # The time limit counts from here (a retry may first download gigabytes), and grows
+        # with the video's length once the probe knows it.
+        self.ctx.set_time_limit(self.options.timeout_minutes * 60.0)
         with self.step("probe"):
-            info = await probe(source)
+            info = await probe(source, self.limits())
+            self.ctx.set_time_limit(time_limit(self.options, info.duration_seconds))
             await self.save_probe(info)
         with self.step("thumbnail"):
             await self.store_thumbnail(source, info)
@@ -210,6 +202,13 @@ class Pipeline:
             await mark_ready(self.db, self.video.id, progress=100)
         if not self.playable_early:
             self.log_playable(max(plans, key=lambda plan: plan.height * plan.width).name)
+
+    def limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_pixels=self.options.max_pixels,
+            max_duration_seconds=self.options.max_duration_hours * 3600.0,
+            max_fps=float(self.options.max_fps),
+        )
 
     def elapsed_ms(self) -> int:
         return round((time.monotonic() - self.started) * 1000)
@@ -402,6 +401,14 @@ class Pipeline:
             await self.storage.delete_prefix(hls_key(self.video, f"{name}/"))
         if self.spool_in_use:
             await self.release_spool()
+
+
+def time_limit(options: ProcessingSettings, duration: float | None) -> float:
+    """Seconds an attempt may take once the video's duration is known: max(timeout_minutes,
+    timeout_factor x duration). Scaled, so a 10 s clip that hangs is stopped in minutes while
+    a feature film gets the hours it needs."""
+    floor = options.timeout_minutes * 60.0
+    return max(floor, options.timeout_factor * (duration or 0.0))
 
 
 def _file_size(path: Path) -> int:

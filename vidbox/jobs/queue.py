@@ -23,12 +23,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import case, delete, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.db import Database
 from vidbox.jobs import MEDIA_LANE, SMALL_LANE
+from vidbox.jobs.fairness import fair_pick
 from vidbox.models import Job, JobState, utcnow
 
 BACKOFF_BASE_SECONDS = 5.0
@@ -37,6 +38,10 @@ BACKOFF_CAP_SECONDS = 30 * 60.0
 # server was down) do not all come back in the same second. Less than half, so a later attempt
 # always waits longer than an earlier one.
 BACKOFF_JITTER = 0.25
+# A full disk is nobody's fault and frees up when someone deletes something: wait for it,
+# looking again after a pause that grows with the wait (half of it, 5 s to 5 min), for a day.
+DISK_WAIT_SECONDS = 24 * 3600.0
+DISK_RETRY_CAP_SECONDS = 5 * 60.0
 
 LIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD)
@@ -51,6 +56,16 @@ def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     doublings = min(max(attempt - 1, 0), 30)  # past the cap anyway; keeps the float finite
     raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**doublings)
     return raw * (1 - BACKOFF_JITTER * (rng or random).random())
+
+
+def disk_retry_seconds(waited: float, rng: random.Random | None = None) -> float:
+    raw = min(DISK_RETRY_CAP_SECONDS, max(BACKOFF_BASE_SECONDS, waited / 2))
+    return raw * (1 - BACKOFF_JITTER * (rng or random).random())
+
+
+def _uncount_attempt() -> Any:
+    """attempts - 1, not below 0, in SQL both SQLite and PostgreSQL speak."""
+    return case((col(Job.attempts) > 0, col(Job.attempts) - 1), else_=0)
 
 
 def job_payload(job: Job) -> dict[str, Any]:
@@ -174,25 +189,28 @@ async def claim_next(
         return None
     async with db.session() as session:
         await reclaim_expired(session, now)
-        job = (
-            await session.exec(
-                select(Job)
-                .where(
-                    col(Job.state) == JobState.QUEUED,
-                    col(Job.lane) == lane,
-                    col(Job.kind).in_(kinds),
-                    col(Job.run_at) <= now,
+        runnable = (
+            (col(Job.state) == JobState.QUEUED)
+            & (col(Job.lane) == lane)
+            & col(Job.kind).in_(kinds)
+            & (col(Job.run_at) <= now)
+        )
+        if lane == MEDIA_LANE:
+            job = await fair_pick(session, runnable)
+        else:
+            job = (
+                await session.exec(
+                    select(Job).where(runnable).order_by(col(Job.run_at), col(Job.id)).limit(1)
                 )
-                .order_by(col(Job.run_at), col(Job.id))
-                .limit(1)
-            )
-        ).first()
+            ).first()
         if job is None:
             return None
         job.state = JobState.RUNNING
         job.attempts += 1
         job.lease_until = now + timedelta(seconds=lease_seconds)
         job.worker = worker
+        job.claimed_at = now
+        job.pids = None
         job.updated_at = now
         session.add(job)
     return job
@@ -225,6 +243,7 @@ async def mark_succeeded(
         worker,
         state=JobState.SUCCEEDED,
         lease_until=None,
+        waiting_since=None,
         finished_at=now,
         updated_at=now,
     )
@@ -250,6 +269,7 @@ async def mark_failed(
         state=state,
         last_error=message,
         lease_until=None,
+        waiting_since=None,
         finished_at=now,
         updated_at=now,
     )
@@ -280,9 +300,39 @@ async def mark_retry(
         last_error=message,
         lease_until=None,
         worker=None,
+        waiting_since=None,
         updated_at=now,
     )
     return JobState.QUEUED if done else None
+
+
+async def mark_waiting(
+    db: Database,
+    job: Job,
+    message: str,
+    *,
+    worker: str,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> bool:
+    """Out of disk space: back to ``queued`` without counting the attempt, to look again after
+    a pause (``disk_retry_seconds``). The caller gives up after DISK_WAIT_SECONDS."""
+    now = now or utcnow()
+    since = job.waiting_since or now
+    delay = disk_retry_seconds((now - since).total_seconds(), rng)
+    return await _update_owned(
+        db,
+        job,
+        worker,
+        state=JobState.QUEUED,
+        attempts=_uncount_attempt(),
+        run_at=now + timedelta(seconds=delay),
+        waiting_since=since,
+        last_error=message,
+        lease_until=None,
+        worker=None,
+        updated_at=now,
+    )
 
 
 async def requeue(db: Database, job: Job, *, worker: str, now: datetime | None = None) -> bool:
@@ -294,7 +344,7 @@ async def requeue(db: Database, job: Job, *, worker: str, now: datetime | None =
         job,
         worker,
         state=JobState.QUEUED,
-        attempts=func.max(col(Job.attempts) - 1, 0),
+        attempts=_uncount_attempt(),
         run_at=now,
         lease_until=None,
         worker=None,

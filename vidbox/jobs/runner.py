@@ -4,7 +4,8 @@ Each lane has its own worker slots, so mail never waits behind a transcode. A wo
 job (queue.claim_next), runs the handler in a task of its own, renews the job's lease every
 third of the lease while it runs, stops it when it overruns its kind's timeout, and records the
 outcome. All state that matters is in the database: a second process sharing it behaves the
-same, and a process killed mid-job loses nothing (the lease expires, the job is reclaimed).
+same, and a process killed mid-job loses nothing: the next start of this data dir takes its
+jobs back at once (vidbox.jobs.leftovers), any other process when their lease expires.
 Wake-ups after an enqueue are only a shortcut past the polling interval.
 """
 
@@ -23,12 +24,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext
+from vidbox.jobs.leftovers import RunnerLock, recover_dead_runners, sweep_work_dirs
 from vidbox.jobs.outcomes import (
     CANCELLED,
     LOST,
     SHUTDOWN,
     TIMEOUT,
     RunningJob,
+    TimeLimit,
     WorkerGroup,
     give_up,
     log_finish,
@@ -61,6 +64,8 @@ DEFAULT_TIMEOUT_SECONDS = 3600.0
 # its worker gives up waiting on it.
 UNWIND_SECONDS = 30.0
 STOP_EXTRA_SECONDS = 5.0
+# A retry downloads the original from storage before anything else: gigabytes from S3.
+SOURCE_SECONDS = 3600.0
 
 
 class JobRunner:
@@ -79,7 +84,7 @@ class JobRunner:
         rng: random.Random | None = None,
     ) -> None:
         """``concurrency``: workers per lane (media: settings.processing.concurrency, small: 2).
-        ``timeout_seconds``: per kind (process_video: settings.processing.timeout_minutes).
+        ``timeout_seconds``: per kind (process_video: see SOURCE_SECONDS).
         ``startup_jobs``: kinds enqueued by start() under their own name as idempotency key,
         so one of each is always scheduled (the cleanup handler schedules its next run)."""
         settings = services.settings
@@ -93,7 +98,9 @@ class JobRunner:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.timeout_seconds = {
-            PROCESS_VIDEO_KIND: settings.processing.timeout_minutes * 60.0,
+            # Until the handler knows the video's duration (vidbox.jobs.process_video sets
+            # its own limit then), it may take this long to get hold of the source.
+            PROCESS_VIDEO_KIND: max(settings.processing.timeout_minutes * 60.0, SOURCE_SECONDS),
             **(timeout_seconds or {}),
         }
         self.default_timeout_seconds = default_timeout_seconds
@@ -101,7 +108,9 @@ class JobRunner:
         self.clock = clock
         self.rng = rng or random.Random()
         # Unique per runner, so two processes (or two runners in a test) never share a claim.
-        self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.runner_id = uuid.uuid4().hex[:16]
+        self.name = f"{socket.gethostname()[:60]}:{os.getpid()}:{self.runner_id}"
+        self._lock = RunnerLock(settings.data_dir, self.runner_id)
         self._group: WorkerGroup | None = None
         self._running: dict[int, RunningJob] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,6 +131,7 @@ class JobRunner:
             return
         self._bind_loop()
         self._group = WorkerGroup()
+        await self._recover()
         await self._enqueue_startup_jobs()
         self._spawn(self._group)
         log.info("job runner started", extra=log_fields(worker=self.name, **self.concurrency))
@@ -156,6 +166,7 @@ class JobRunner:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=STOP_EXTRA_SECONDS)
+        self._lock.release()
         log.info("job runner stopped", extra=log_fields(worker=self.name))
 
     async def cancel_video(self, video_id: str) -> list[int]:
@@ -173,6 +184,14 @@ class JobRunner:
             running.stop(CANCELLED)
         if targets:
             await asyncio.wait([running.task for running in targets], timeout=UNWIND_SECONDS)
+        # Folders of attempts that died with an earlier process hold a link to the whole
+        # upload: they go with the video, not a day later.
+        try:
+            await sweep_work_dirs(
+                self.services.db, self.services.settings.data_dir, video_id=video_id
+            )
+        except Exception:
+            log.warning("removing a deleted video's work folders failed", exc_info=True)
         return running_ids
 
     async def run_until_idle(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
@@ -215,6 +234,23 @@ class JobRunner:
                 worker = f"{self.name}/{lane}{slot}"
                 task = asyncio.create_task(self._worker(group, lane, worker), name=worker)
                 group.tasks.append(task)
+
+    async def _recover(self) -> None:
+        """Take this runner's life lock, then clear what dead runners of this data dir left:
+        their jobs run again at once (see vidbox.jobs.leftovers), their folders go."""
+        data_dir = self.services.settings.data_dir
+        try:
+            await asyncio.to_thread(self._lock.acquire)
+            recovered = await recover_dead_runners(self.services.db, data_dir)
+            removed = await sweep_work_dirs(self.services.db, data_dir)
+        except Exception:
+            log.exception("clearing what a stopped server left behind failed")
+            return
+        if recovered or removed:
+            log.info(
+                "cleared what a stopped server left behind",
+                extra=log_fields(jobs=recovered, folders=removed),
+            )
 
     async def _enqueue_startup_jobs(self) -> None:
         kinds = [kind for kind in self.startup_jobs if kind in self.handlers]
@@ -280,7 +316,8 @@ class JobRunner:
             payload, unreadable = job_payload(job), False
         except ValueError:
             payload, unreadable = {}, True
-        ctx = JobContext(job.id, job.kind, payload, job.attempts, self.services)
+        limit = TimeLimit(self._timeout_for(job.kind))
+        ctx = JobContext(job.id, job.kind, payload, job.attempts, self.services, limit.set)
         if job.attempts > job.max_attempts or unreadable:
             # Reclaimed after its last allowed attempt died with its process (a job that
             # crashes the box must not crash it forever), or unreadable: do not run it.
@@ -301,8 +338,7 @@ class JobRunner:
         self._running[job.id] = running
         heartbeat = asyncio.create_task(self._heartbeat(running, worker))
         try:
-            done, _ = await asyncio.wait({task}, timeout=self._timeout_for(job.kind))
-            if not done:
+            if not await limit.wait(task):
                 running.stop(TIMEOUT)
             if not task.done():
                 await asyncio.wait({task}, timeout=UNWIND_SECONDS)
@@ -324,9 +360,15 @@ class JobRunner:
             worker=worker,
             clock=self.clock,
             rng=self.rng,
-            time_limit=self._timeout_for(job.kind),
+            time_limit=limit.seconds,
         )
         log_finish(fields, started, outcome, error, running.task)
+        if job.lane == MEDIA_LANE:
+            # Whatever this attempt, or one that died before it, left in tmp goes now.
+            try:
+                await sweep_work_dirs(self.services.db, self.services.settings.data_dir)
+            except Exception:
+                log.warning("removing work folders of stopped attempts failed", exc_info=True)
 
     async def _heartbeat(self, running: RunningJob, worker: str) -> None:
         while True:

@@ -79,10 +79,93 @@ def probe_args(path: Path) -> list[str]:
     return ["-hide_banner", *input_args(path), "-map", "0:V:0", "-frames:v", "1", "-f", "null", "-"]
 
 
-async def probe(path: Path) -> Probe:
-    """Describe ``path``; raise MediaError when it is no decodable video."""
+async def probe(path: Path, limits: MediaLimits | None = None) -> Probe:
+    """Describe ``path``; raise MediaError when it is no decodable video, or (permanent) when
+    it is beyond ``limits``."""
     stderr = await run_ffmpeg(probe_args(path), stderr_lines=PROBE_STDERR_LINES)
-    return parse_probe(stderr)
+    info = parse_probe(stderr)
+    if limits is not None:
+        check_limits(info, limits, declared_fps=declared_fps(stderr))
+    return info
+
+
+def declared_fps(stderr: str) -> float | None:
+    """The video stream's average frame rate as FFmpeg prints it ("25 fps"), or None. Not the
+    "tbr" that Probe.fps falls back to: WebM from browsers says "1k tbr" at 30 frames a second."""
+    lines = stderr.splitlines()
+    start = next((i for i, line in enumerate(lines) if _INPUT.match(line)), None)
+    if start is None:
+        return None
+    section = []
+    for line in lines[start:]:
+        if line.startswith("Output #0"):
+            break
+        section.append(line)
+    index = _first_stream(section, "Video", skip_attached=True)
+    if index is None:
+        return None
+    rates = {
+        kind: float(number) * (1000 if kilo else 1)
+        for number, kilo, kind in _RATE.findall(section[index])
+    }
+    fps = rates.get("fps")
+    # A rate equal to the time base is FFmpeg echoing the time base when it could not
+    # estimate one (variable frame rate Matroska: "1k fps, 1k tbr, 1k tbn").
+    if fps is None or fps == rates.get("tbn"):
+        return None
+    return fps
+
+
+_RATE = re.compile(r"([\d.]+)(k?) (fps|tbr|tbn)\b")
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """What a video may cost. A few megabytes can hold hours of black frames or an enormous
+    frame size, which would take the box days or all its memory to encode."""
+
+    max_pixels: int  # per frame
+    max_duration_seconds: float
+    max_fps: float
+
+
+def check_limits(info: Probe, limits: MediaLimits, *, declared_fps: float | None = None) -> None:
+    """Raise a permanent MediaError with a sentence when ``info`` is beyond ``limits``. The
+    frame rate is only checked when the file declares one (``declared_fps``)."""
+    # The larger of the coded and the displayed frame: decoding costs the one, scaling the other.
+    width, height = max(
+        (info.coded_width, info.coded_height), (info.width, info.height), key=lambda s: s[0] * s[1]
+    )
+    if width * height > limits.max_pixels:
+        raise MediaError(
+            f"This video's frames are {width}x{height} ({_megapixels(width * height)}); "
+            f"this server accepts at most {_megapixels(limits.max_pixels)} per frame.",
+            permanent=True,
+        )
+    duration = info.duration_seconds
+    if duration is not None and duration > limits.max_duration_seconds:
+        raise MediaError(
+            f"This video is {_hours(duration)} long; this server accepts at most "
+            f"{_hours(limits.max_duration_seconds)}.",
+            permanent=True,
+        )
+    if declared_fps is not None and declared_fps > limits.max_fps:
+        raise MediaError(
+            f"This video has {declared_fps:g} frames per second; this server accepts at most "
+            f"{limits.max_fps:g}.",
+            permanent=True,
+        )
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} megapixels"
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    if hours < 1:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{hours:.1f} hours" if hours % 1 else f"{hours:.0f} hours"
 
 
 _INPUT = re.compile(r"^Input #0, (?P<format>.+), from '")

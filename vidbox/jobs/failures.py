@@ -1,0 +1,92 @@
+"""How processing failures reach the video's owner: one sentence on the video row, never a
+server path, and "waiting for disk space" while the disk is full."""
+
+from __future__ import annotations
+
+import errno
+import re
+
+from vidbox.db import Database
+from vidbox.jobs import JobContext
+from vidbox.models import Video, VideoStatus, utcnow
+
+MAX_ERROR_CHARS = 400
+WAITING_FOR_DISK = (
+    "Waiting for disk space: the server's disk is full. Processing goes on by itself once "
+    "space is freed."
+)
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_WORDS = ("no space left on device", "disk quota exceeded", "the disk is full")
+# An absolute path, quoted or not, optionally behind FFmpeg's "file:" (not the path part of a
+# URL: a word character, ":" or "/" before the slash rules that out).
+_PATH = re.compile(
+    r"""'(?:file:)?/[^']*'|"(?:file:)?/[^"]*"|(?:\bfile:|(?<![\w:/.]))/[^\s'",;)]+"""
+)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with server paths replaced by "a file on the server"."""
+    return _PATH.sub("a file on the server", text)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Out of space anywhere in ``exc``'s chain (storage layers re-raise OSErrors as their own
+    errors, keeping the original as context)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return True
+        if any(word in str(current).lower() for word in _DISK_FULL_WORDS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def record_failure(db: Database, video_id: str, reason: str) -> None:
+    """FAILED with the sentence, unless the video already plays from its copied rung: then it
+    stays READY at its own quality and the sentence says what is missing."""
+    async with db.session() as session:
+        video = await session.get(Video, video_id)
+        if video is None:
+            return
+        reason = scrub_paths(reason)
+        if video.status == VideoStatus.READY:
+            video.progress = 100
+            video.error = f"Only the original quality is available. {reason}"
+        else:
+            video.status, video.error = VideoStatus.FAILED, reason
+        session.add(video)
+
+
+async def on_gave_up(ctx: JobContext, message: str) -> None:
+    """The runner stopped retrying: say why on the video."""
+    video_id = str(ctx.payload.get("video_id", ""))
+    async with ctx.services.db.read() as session:
+        video = await session.get(Video, video_id)
+    if video is None or (video.status == VideoStatus.FAILED and video.error):
+        return  # gone, or a permanent failure whose sentence the job already wrote
+    if video.status == VideoStatus.READY and video.error and video.error != WAITING_FOR_DISK:
+        return
+    await record_failure(ctx.services.db, video_id, gave_up_sentence(message))
+
+
+async def show_waiting_for_disk(db: Database, video_id: str) -> None:
+    """Say on the video why nothing moves; the status stays what it was."""
+    async with db.session() as session:
+        video = await session.get(Video, video_id)
+        if video is None or video.error == WAITING_FOR_DISK:
+            return
+        video.error, video.updated_at = WAITING_FOR_DISK, utcnow()
+        session.add(video)
+
+
+def gave_up_sentence(message: str) -> str:
+    """The FAILED sentence for retries used up: the last error's first line only, so an FFmpeg
+    log that slipped into an error message never reaches the page."""
+    lines = scrub_paths(message).strip().splitlines()
+    reason = " ".join(lines[0].split()) if lines else ""
+    if len(reason) > MAX_ERROR_CHARS:
+        reason = reason[: MAX_ERROR_CHARS - 1].rstrip() + "…"
+    return f"Processing kept failing: {reason}" if reason else "Processing kept failing."
