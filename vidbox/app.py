@@ -74,7 +74,12 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(
+                RequestContextMiddleware,
+                https=settings.server.base_url.startswith("https://"),
+            )
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

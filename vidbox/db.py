@@ -12,6 +12,8 @@ writers and skip the transaction round trips. Code that needs several reads to a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,8 +61,20 @@ def alembic_config(path: Path) -> Config:
     return cfg
 
 
+def make_private(path: Path) -> None:
+    """Create the database file readable by this user alone (password hashes, sessions and
+    share tokens live in it), and take the other users' access away from an existing one and
+    its WAL and shared-memory files. SQLite gives those the main file's mode when it creates
+    them, so they follow."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
+
+
 def migrate_sync(path: Path, revision: str = "head") -> None:
     """Bring the schema at ``path`` up to ``revision`` (creates the file when missing)."""
+    make_private(path)
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         with engine.begin() as conn:
