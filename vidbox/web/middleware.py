@@ -62,7 +62,7 @@ class RequestContextMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         # Request ids only correlate log lines; they need not be unpredictable, and the
         # cryptographic generator's system call showed up in profiles of segment serving.
-        request_id = given if _GOOD_ID.match(given) else f"{random.getrandbits(64):016x}"
+        request_id = given if _GOOD_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
