@@ -155,7 +155,7 @@ def _check(answer: httpx.Response, method: str, path: str) -> str | None:
     if answer.status_code >= 500:
         return f"{method} {path} -> {answer.status_code} {answer.text[:200]!r}"
     api_error = answer.status_code >= 400 and method != "HEAD" and path.startswith("/api/")
-    if api_error and "detail" not in answer.json():
+    if api_error and (not answer.content or "detail" not in answer.json()):
         return f"{method} {path} -> {answer.status_code} without a detail"
     return None
 
