@@ -132,6 +132,14 @@ class Database:
         async with self._read.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
+    async def check_writable(self) -> None:
+        """A committed write, for readiness: reads (and a SELECT 1) keep working on a file
+        that can no longer be written, while every sign-in and upload fails, and a
+        transaction rolled back never reaches the file. The row rewritten is the schema's
+        version, which exists in every migrated database and keeps its value."""
+        async with self.session() as session:
+            await session.execute(sa.text("UPDATE alembic_version SET version_num = version_num"))
+
     async def close(self) -> None:
         await self._write.dispose()
         await self._read.dispose()
