@@ -64,6 +64,12 @@ def create_app(settings: Settings) -> Starlette:
                     config=", ".join(settings.sources),
                 ),
             )
+            removed, freed = await asyncio.to_thread(services.spool.remove_abandoned)
+            if removed:
+                log.info(
+                    "removed what killed uploads left in the spool",
+                    extra=log_fields(files=removed, bytes=freed),
+                )
             watch = DataDirWatch(
                 settings.data_dir, settings.database_path, lambda why: _data_lost(app, why)
             )
