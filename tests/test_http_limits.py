@@ -293,3 +293,22 @@ def test_a_slow_but_steady_upload_is_not_cut_off(
         assert answer.startswith(b"HTTP/1.1 204 "), answer
     finally:
         live.stop()
+
+
+def test_trusted_proxies_are_not_capped(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # Every visitor comes through the proxy: capping it would cap the whole audience.
+    live = _serve(
+        make_settings, tmp_path, max_connections_per_client="2", trusted_proxies="127.0.0.0/8"
+    )
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        held = [_connect(live) for _ in range(4)]
+        for sock in held:
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        for sock in held:
+            sock.close()
+    finally:
+        live.stop()

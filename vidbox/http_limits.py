@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import http
+import ipaddress
 import json
 import logging
 import socket
@@ -134,6 +135,24 @@ def check_head(limits: Limits, url: bytes, headers: list[tuple[bytes, bytes]]) -
         raise _head_too_large(limits)
 
 
+def _listed(host: str, entries: frozenset[str]) -> bool:
+    """``host`` is one of ``entries`` (addresses, networks like 10.0.0.0/8, or "*"), as
+    uvicorn reads the trusted proxies."""
+    if not entries:
+        return False
+    if "*" in entries or host in entries:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for entry in entries:
+        with contextlib.suppress(ValueError):
+            if "/" in entry and address in ipaddress.ip_network(entry, strict=False):
+                return True
+    return False
+
+
 class ClientCount:
     """Open connections by client address, for one server (kept on uvicorn's ServerState)."""
 
@@ -149,7 +168,7 @@ class ClientCount:
 
     def admit(self, host: str, limits: Limits) -> bool:
         current = self.open.get(host, 0)
-        limited = limits.connections_per_client and host not in limits.unlimited_clients
+        limited = limits.connections_per_client and not _listed(host, limits.unlimited_clients)
         if limited and current >= limits.connections_per_client:
             return False
         self.open[host] = current + 1
