@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_BODY_GRACE: Final = 3.0
 GRACEFUL_SHUTDOWN_SECONDS: Final = 5
 
+# How long a refused connection stays open after its answer, its input read and dropped.
+REFUSAL_LINGER_SECONDS: Final = 2.0
+
 # The parts of uvicorn's RequestResponseCycle the zero-copy send relies on.
 _CYCLE_ATTRIBUTES: Final = ("send", "transport", "flow", "scope", "expected_content_length")
 
@@ -158,9 +161,15 @@ class ZeroCopyHttpProtocol(HttpToolsProtocol):
             extra=log_fields(status=status, client=self.client[0] if self.client else None),
         )
         # An answer to an earlier request may still be on its way: then only close.
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(refusal(status, detail))
-        self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
+        self.transport.write(refusal(status, detail))
+        # A lingering close: the client, still sending, would otherwise get a reset that
+        # makes its system drop the answer unread. What it sends meanwhile is ignored.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(REFUSAL_LINGER_SECONDS, self.transport.close)
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()
