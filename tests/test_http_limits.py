@@ -160,6 +160,8 @@ def test_connections_per_client_are_capped(
         for sock in held:  # each answered, and kept open (keep-alive)
             sock.sendall(request)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            # The start of a next request: now the head has 30 s, not keep-alive's 5 s.
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
         with _connect(live) as fifth:
             with contextlib.suppress(OSError):
                 fifth.sendall(request)
@@ -270,16 +272,16 @@ def test_a_stalled_upload_is_cut_off_and_frees_its_lock(
 def test_a_slow_but_steady_upload_is_not_cut_off(
     make_settings: Callable[..., Settings], tmp_path: Path, way: str
 ) -> None:
-    live = _serve(make_settings, tmp_path, body_idle_seconds="1")
+    live = _serve(make_settings, tmp_path, body_idle_seconds="2")
     try:
         auth, path = _tus_upload(live)
         pace = threading.Event()
         with _connect(live) as sock:
             sock.sendall(_patch_head(auth, path, way))
-            # A few MiB over 3 s or more: longer than the idle limit, but never a second quiet.
+            # A few MiB over 5 s or more: longer than the idle limit, never long quiet.
             # (Spliced bodies wait for a pipe's worth, 1 MiB, at a time: bytes waiting in the
             # socket count as arrived.)
-            step = len(UPLOAD) // 30 + 1
+            step = len(UPLOAD) // 50 + 1  # 50 pieces, 0.1 s apart
             for start in range(0, len(UPLOAD), step):
                 piece = UPLOAD[start : start + step]
                 sock.sendall(
