@@ -156,7 +156,9 @@ class ZeroCopyHttpProtocol(HttpToolsProtocol):
         """Answer ``status`` and close, before any app saw the request."""
         self.refused = True
         self._disarm_head_timer()
-        log.info(
+        # A flood of connections is refused one by one: not a line each at the default level.
+        log.log(
+            logging.DEBUG if status == 429 else logging.INFO,
             "request refused",
             extra=log_fields(status=status, client=self.client[0] if self.client else None),
         )
