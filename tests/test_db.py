@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import vidbox.models
+from tests.support import start_server
+from vidbox.config import Settings
 from vidbox.db import Database, migrate_sync, schema_status
 
 
@@ -70,3 +74,34 @@ def test_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
     assert mode == "wal"
     assert fks == 1
     assert busy >= 5000
+
+
+def test_the_database_files_are_private(make_settings: Callable[..., Settings]) -> None:
+    # Password hashes, sessions and share tokens live there: no other local user may read it.
+    settings = make_settings()
+    live = start_server(settings)
+    try:
+        with live.client() as client:
+            client.post("/api/auth/login", json={"email": "a@example.org", "password": "x" * 12})
+        path = settings.database_path
+        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        assert all(f.exists() for f in files)
+        assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {
+            f.name: 0o600 for f in files
+        }
+    finally:
+        live.stop()
+
+
+def test_existing_database_files_are_made_private_on_start(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    settings.database_path.parent.mkdir(parents=True)
+    migrate_sync(settings.database_path)
+    settings.database_path.chmod(0o644)
+    live = start_server(settings)
+    try:
+        assert stat.S_IMODE(settings.database_path.stat().st_mode) == 0o600
+    finally:
+        live.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from starlette.middleware import Middleware
 
 from vidbox.auth.firstrun import issue_setup_token
 from vidbox.config import Settings
+from vidbox.health import DataDirWatch
 from vidbox.jobs.runner import JobRunner
 from vidbox.jobs.tasks import all_handlers
 from vidbox.logs import log_fields
@@ -36,6 +38,20 @@ def public_base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.server.port}"
 
 
+def _data_lost(app: Starlette, why: str) -> None:
+    """The data folder or the database went away under the running server: say so, and stop
+    the server if whoever runs it said how (``app.state.stop_server``; `vidbox serve` then
+    exits with status 1). Otherwise /readyz answers 503 from now on."""
+    log.critical(
+        "The data folder is gone or was replaced while vidbox was running; stopping, so that "
+        "nothing more is written into deleted files. Restore it, then start vidbox again.",
+        extra=log_fields(problem=why),
+    )
+    stop = getattr(app.state, "stop_server", None)
+    if stop is not None:
+        stop()
+
+
 def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -52,6 +68,16 @@ def create_app(settings: Settings) -> Starlette:
             if services.mailer.enabled and not settings.server.base_url:
                 origin = await mail_origin(settings, services.db)
                 log.warning(unset_base_url_warning(origin))
+            removed, freed = await asyncio.to_thread(services.spool.remove_abandoned)
+            if removed:
+                log.info(
+                    "removed what killed uploads left in the spool",
+                    extra=log_fields(files=removed, bytes=freed),
+                )
+            watch = DataDirWatch(
+                settings.data_dir, settings.database_path, lambda why: _data_lost(app, why)
+            )
+            watching = asyncio.create_task(watch.run())
             runner = JobRunner(services, all_handlers())
             services.runner = runner
             await runner.start()
@@ -71,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
             try:
                 yield
             finally:
+                watching.cancel()
                 gc.unfreeze()
                 # Running jobs are put back in the queue and resume on the next start.
                 await runner.stop()
@@ -78,7 +105,12 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(
+                RequestContextMiddleware,
+                https=settings.server.base_url.startswith("https://"),
+            )
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

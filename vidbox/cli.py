@@ -58,10 +58,17 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
         extra=log_fields(sources="; ".join(settings.sources), data_dir=settings.data_dir),
     )
     log.info("open vidbox", extra=log_fields(url=public_base_url(settings) + "/"))
-    config = uvicorn_config(create_app(settings), settings)
-    server = uvicorn.Server(config)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    failed: list[bool] = []
+
+    def stop_on_failure() -> None:
+        failed.append(True)
+        server.should_exit = True
+
+    app.state.stop_server = stop_on_failure
     server.run(sockets=[sock])
-    if not server.started:
+    if not server.started or failed:
         sys.exit(1)
 
 

@@ -12,6 +12,8 @@ writers and skip the transaction round trips. Code that needs several reads to a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,8 +61,20 @@ def alembic_config(path: Path) -> Config:
     return cfg
 
 
+def make_private(path: Path) -> None:
+    """Create the database file readable by this user alone (password hashes, sessions and
+    share tokens live in it), and take the other users' access away from an existing one and
+    its WAL and shared-memory files. SQLite gives those the main file's mode when it creates
+    them, so they follow."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(name), 0o600)
+
+
 def migrate_sync(path: Path, revision: str = "head") -> None:
     """Bring the schema at ``path`` up to ``revision`` (creates the file when missing)."""
+    make_private(path)
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         with engine.begin() as conn:
@@ -117,6 +131,14 @@ class Database:
     async def ping(self) -> None:
         async with self._read.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
+
+    async def check_writable(self) -> None:
+        """A committed write, for readiness: reads (and a SELECT 1) keep working on a file
+        that can no longer be written, while every sign-in and upload fails, and a
+        transaction rolled back never reaches the file. The row rewritten is the schema's
+        version, which exists in every migrated database and keeps its value."""
+        async with self.session() as session:
+            await session.execute(sa.text("UPDATE alembic_version SET version_num = version_num"))
 
     async def close(self) -> None:
         await self._write.dispose()

@@ -34,11 +34,11 @@ async def check_database(db: Database) -> str:
     if not await asyncio.to_thread(db.path.is_file):
         raise RuntimeError(f"{db.path} is missing")
     try:
-        await db.ping()
+        await db.check_writable()
     except Exception as exc:
         # SQLAlchemy wraps the driver's error with a long help link; the driver's is enough.
         raise RuntimeError(f"{db.path}: {getattr(exc, 'orig', None) or exc}") from None
-    return f"{db.path} reachable"
+    return f"{db.path} writable"
 
 
 def _probe_writable(folder: Path) -> None:
@@ -99,3 +99,40 @@ class FFmpegCheck:
 
 async def run_checks(checks: dict[str, Callable[[], Awaitable[str]]]) -> list[CheckResult]:
     return list(await asyncio.gather(*(_run(name, fn) for name, fn in checks.items())))
+
+
+class DataDirWatch:
+    """Watches that the data folder and the database file are still the ones the server
+    started with. Deleted (or replaced) while the server runs, the open database keeps
+    taking writes into a file no one will ever see again: every upload, sign-in and share
+    made afterwards is silently lost. ``on_lost`` is told once, with a sentence."""
+
+    interval = 2.0
+
+    def __init__(self, folder: Path, database: Path, on_lost: Callable[[str], None]) -> None:
+        self.paths = (folder, database)
+        self.on_lost = on_lost
+        self.identity = [self._identity(path) for path in self.paths]
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[int, int] | None:
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def problem(self) -> str | None:
+        for path, started in zip(self.paths, self.identity, strict=True):
+            now = self._identity(path)
+            if started is not None and now != started:
+                return f"{path} is gone" if now is None else f"{path} was replaced"
+        return None
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            problem = await asyncio.to_thread(self.problem)
+            if problem is not None:
+                self.on_lost(problem)
+                return

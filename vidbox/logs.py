@@ -7,6 +7,7 @@ while a request is handled (in any module) carries it without being passed aroun
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -15,11 +16,34 @@ from typing import Any
 request_id_var: ContextVar[str | None] = ContextVar("vidbox_request_id", default=None)
 
 
+# Characters a terminal or a log viewer acts on rather than shows: C0 and C1 controls, DEL and
+# the Unicode line separators. A value from a request (a path, a header) holding one could
+# end the line and forge another (a fake "setup link" on the admin's console), move the
+# cursor over what was written, or retitle the terminal. They are written as escapes.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) <= 0xFF else f"\\u{ord(char):04x}"
+
+
 def _format_value(value: Any) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or any(c in text for c in ' "=\\') or _CONTROL.search(text):
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + _CONTROL.sub(_escape_control, text) + '"'
     return text
+
+
+def _format_traceback(text: str) -> str:
+    """A traceback keeps its lines, each indented so none can pass for a line of its own
+    (an exception's message may quote a request), with other controls escaped."""
+    lines = text.split("\n")
+    return "\n".join("  " + _CONTROL.sub(_escape_control, line) for line in lines)
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -36,7 +60,7 @@ class KeyValueFormatter(logging.Formatter):
             parts += [f"{k}={_format_value(v)}" for k, v in fields.items()]
         line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _format_traceback(self.formatException(record.exc_info))
         return line
 
 

@@ -28,6 +28,7 @@ from typing import Any, Final
 import httptools
 
 from vidbox import splice
+from vidbox.http_limits import IdleWatch, close_for_everyone, log_cut, queued_bytes
 
 BODY_READINTO: Final = "vidbox.http.request.readinto"
 BODY_TO_FILE: Final = "vidbox.http.request.tofile"
@@ -46,13 +47,19 @@ _BODY_CYCLE_ATTRIBUTES: Final = (
 )
 
 
-def attach(protocol: Any, cycle: Any, headers: list[tuple[bytes, bytes]]) -> RequestBody | None:
+def attach(
+    protocol: Any,
+    cycle: Any,
+    headers: list[tuple[bytes, bytes]],
+    idle_timeout: float | None = None,
+) -> RequestBody | None:
     """Take over the body of ``cycle``, the request uvicorn's httptools ``protocol`` just
     parsed the headers of, and offer the app the extensions that work for it. None (uvicorn's
-    own handling stays) when the cycle does not look as expected."""
+    own handling stays) when the cycle does not look as expected. A body from which nothing
+    arrives for ``idle_timeout`` seconds while the app waits is cut off (see ``cut``)."""
     if not all(hasattr(cycle, name) for name in _BODY_CYCLE_ATTRIBUTES):
         return None
-    body = RequestBody(protocol, cycle, _content_length(headers))
+    body = RequestBody(protocol, cycle, _content_length(headers), idle_timeout)
     cycle.receive = body.receive
     if body.length is not None and _direct_read_possible(protocol):
         extensions = cycle.scope.setdefault("extensions", {})
@@ -78,7 +85,9 @@ class RequestBody:
     delivered, then ``http.disconnect``: an upload keeps every byte that reached the server.
     """
 
-    def __init__(self, protocol: Any, cycle: Any, length: int | None) -> None:
+    def __init__(
+        self, protocol: Any, cycle: Any, length: int | None, idle_timeout: float | None = None
+    ) -> None:
         self.protocol, self.flow, self.cycle = protocol, protocol.flow, cycle
         self.length = length  # Content-Length, None for a chunked body
         self.chunks: deque[bytes | memoryview] = deque()
@@ -86,6 +95,9 @@ class RequestBody:
         self.parsed = 0  # body bytes that went through the parser
         self.direct = 0  # body bytes the app took from the socket itself
         self.keep_alive: bool | None = None  # the connection's, while the app owns the socket
+        self.idle: IdleWatch | None = None
+        if idle_timeout:
+            self.idle = IdleWatch(protocol.loop, idle_timeout, self._progress, self.cut)
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
@@ -106,7 +118,8 @@ class RequestBody:
         self._continue()
         if not self.chunks and not cycle.disconnected and not cycle.response_complete:
             self.flow.resume_reading()
-            await cycle.message_event.wait()
+            with self._waiting():
+                await cycle.message_event.wait()
             cycle.message_event.clear()
         if cycle.response_complete or (cycle.disconnected and not self.chunks):
             return {"type": "http.disconnect"}
@@ -144,7 +157,8 @@ class RequestBody:
                     got = os.readv(fd, [buffer[:unread]])
                     break
                 except BlockingIOError:
-                    await _readable(fd)
+                    with self._waiting():
+                        await _readable(fd)
                 except OSError:
                     self._lost()
                     raise
@@ -209,11 +223,42 @@ class RequestBody:
                     raise
                 if moved or ended:
                     break
-                await _readable(sock)
+                with self._waiting():
+                    await _readable(sock)
         finally:
             splice.set_low_water(sock, 1)
             os.close(sock)
         return self._took_directly(moved, unread), found
+
+    def ended(self) -> bool:
+        """The whole body is in, or it never will be."""
+        cycle = self.cycle
+        return not cycle.more_body or cycle.disconnected or cycle.response_complete
+
+    def cut(self, why: str) -> None:
+        """End the body now, as if the client had left: the connection closes, the app gets
+        the bytes that arrived and then a disconnect (or ConnectionResetError when reading
+        the socket itself), and the request ends, releasing what it held (an upload's
+        lock). For a client gone silent, and for a server that is stopping."""
+        if self.ended():
+            return
+        log_cut(why, self.protocol.client, self.parsed + self.direct)
+        cycle = self.cycle
+        cycle.disconnected = True
+        close_for_everyone(cycle.transport)
+        cycle.message_event.set()
+
+    def _waiting(self) -> Any:
+        if self.idle is None or self.ended():
+            return contextlib.nullcontext()
+        return self.idle.wait()
+
+    def _progress(self) -> tuple[int, int]:
+        if self.ended():
+            assert self.idle is not None
+            self.idle.finish()
+        sock = self.cycle.transport.get_extra_info("socket")
+        return self.parsed + self.direct, queued_bytes(sock) if sock is not None else 0
 
     def _unread(self) -> int:
         assert self.length is not None

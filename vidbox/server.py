@@ -25,12 +25,15 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from vidbox import request_body
+from vidbox.http_limits import ClientCount, HeadMeter, HeadRefused, Limits, check_head, refusal
+from vidbox.logs import log_fields
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -45,6 +48,16 @@ ZEROCOPY_SEND: Final = "http.response.zerocopysend"
 SERVER_STOPPING: Final = "vidbox.server.stopping"
 
 log = logging.getLogger(__name__)
+
+# Seconds a request body still has to arrive once the server begins to stop. It is then cut
+# off with the bytes received kept (see ``RequestBody.cut``), so that its request ends before
+# uvicorn's graceful-shutdown timeout (below) cancels it: a cancelled upload answered 500 and
+# logged a traceback.
+SHUTDOWN_BODY_GRACE: Final = 3.0
+GRACEFUL_SHUTDOWN_SECONDS: Final = 5
+
+# How long a refused connection stays open after its answer, its input read and dropped.
+REFUSAL_LINGER_SECONDS: Final = 2.0
 
 # The parts of uvicorn's RequestResponseCycle the zero-copy send relies on.
 _CYCLE_ATTRIBUTES: Final = ("send", "transport", "flow", "scope", "expected_content_length")
@@ -63,34 +76,150 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         "server_header": False,
         # Below the 10 s Docker and Podman give between SIGTERM and SIGKILL, so the app's own
         # shutdown still runs after requests that outlast it are cancelled.
-        "timeout_graceful_shutdown": 5,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         # asyncio's loop, not uvloop: only asyncio's implements loop.sendfile.
         "loop": "asyncio",
-        "http": ZeroCopyHttpProtocol,
+        "http": protocol_with(Limits.from_settings(settings)),
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
 
 
+def protocol_with(limits: Limits) -> type[ZeroCopyHttpProtocol]:
+    """The protocol class for one server, with its limits (uvicorn builds it with fixed
+    arguments, so the limits travel as a class attribute)."""
+    return type("VidboxHttpProtocol", (ZeroCopyHttpProtocol,), {"limits": limits})
+
+
 class ZeroCopyHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the ASGI zero-copy send extension, and request
     bodies handed to the app as the parser produced them or read by the app itself (see
-    ``vidbox.request_body``), and each request told when the server begins to shut down."""
+    ``vidbox.request_body``), and each request told when the server begins to shut down.
+    It also holds clients to ``limits`` (see ``vidbox.http_limits``)."""
+
+    limits: ClassVar[Limits] = Limits()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.stopping = asyncio.Event()
+        self.head = HeadMeter(self.limits)
+        self.in_head = True  # the parser is between requests or inside a request head
+        self.refused = False
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.counted: str | None = None
+        host = self.client[0] if self.client else None
+        if host is not None:
+            if not ClientCount.of(self.server_state).admit(host, self.limits):
+                self._refuse(429, "Too many connections from your address at once.")
+                return
+            self.counted = host
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted is not None:
+            ClientCount.of(self.server_state).release(self.counted)
+            self.counted = None
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the request head metered before the parser holds it, and a head
+        that breaks a limit answered 414 / 431."""
+        if self.refused:
+            return
+        self._unset_keepalive_if_required()
+        try:
+            if self.in_head:
+                self.head.feed(data)
+            self.parser.feed_data(data)
+        except HeadRefused as exc:
+            self._refuse(exc.status, exc.detail)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, HeadRefused):
+                self._refuse(exc.__context__.status, exc.__context__.detail)
+            else:
+                self._bad_request()
+        except httptools.HttpParserError:
+            self._bad_request()
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def _bad_request(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def _refuse(self, status: int, detail: str) -> None:
+        """Answer ``status`` and close, before any app saw the request."""
+        self.refused = True
+        self._disarm_head_timer()
+        # A flood of connections is refused one by one: not a line each at the default level.
+        log.log(
+            logging.DEBUG if status == 429 else logging.INFO,
+            "request refused",
+            extra=log_fields(status=status, client=self.client[0] if self.client else None),
+        )
+        # An answer to an earlier request may still be on its way: then only close.
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()
+            return
+        self.transport.write(refusal(status, detail))
+        # A lingering close: the client, still sending, would otherwise get a reset that
+        # makes its system drop the answer unread. What it sends meanwhile is ignored.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(REFUSAL_LINGER_SECONDS, self.transport.close)
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self.head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if busy or self.pipeline or not self.in_head or self.transport.is_closing():
+            return  # a request is being answered; its end arms the timer again
+        if self.head.total:
+            self._refuse(408, "The request headers took too long to arrive.")
+        else:
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_head = True
+        self.head.reset()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_timer()
 
     def shutdown(self) -> None:
         self.stopping.set()
+        body: request_body.RequestBody | None = getattr(self.cycle, "vidbox_body", None)
+        if body is not None and not body.ended():
+            self.loop.call_later(SHUTDOWN_BODY_GRACE, body.cut, "the server is stopping")
         super().shutdown()
 
     def on_headers_complete(self) -> None:
+        check_head(self.limits, self.url, self.headers)
+        self.in_head = False
+        self._disarm_head_timer()
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not previous and cycle is not None:
-            cycle.vidbox_body = request_body.attach(self, cycle, self.headers)
+            cycle.vidbox_body = request_body.attach(
+                self, cycle, self.headers, self.limits.body_idle_timeout
+            )
 
     def on_body(self, body: bytes) -> None:
         handoff: request_body.RequestBody | None = getattr(self.cycle, "vidbox_body", None)

@@ -39,6 +39,7 @@ def option(
     return field(default=default, metadata=meta)
 
 
+KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
 
@@ -87,6 +88,37 @@ class ServerSettings:
         'believed, e.g. ["127.0.0.1"].',
     )
     name: str = option("vidbox", "Name of this box, shown in the page header and in emails.")
+    max_header_line_bytes: int = option(
+        16 * KiB,
+        "Longest request line or header line accepted, in bytes; longer ones are answered 414 "
+        "or 431. Browsers send a few KiB; cookies for this box stay under 1 KiB.",
+        min=1024,
+    )
+    max_header_bytes: int = option(
+        64 * KiB,
+        "Largest request head (request line and all headers) accepted, in bytes; larger ones "
+        "are answered 431 before they are held in memory.",
+        min=4 * KiB,
+    )
+    header_timeout_seconds: int = option(
+        30,
+        "A client has this long to send a request's headers once it has connected or had "
+        "its previous answer; then 408 and the connection is closed.",
+        min=1,
+    )
+    body_idle_seconds: int = option(
+        60,
+        "A request body from which no byte arrives for this long is cut off: the connection "
+        "is closed, the bytes received so far are kept (a resumable upload goes on from "
+        "there) and the upload is free for the client's next attempt.",
+        min=1,
+    )
+    max_connections_per_client: int = option(
+        64,
+        "Open connections one address may have at once; more are answered 429 and closed. "
+        "Trusted proxies are not limited. 0: no limit.",
+        min=0,
+    )
 
 
 @dataclass(frozen=True)

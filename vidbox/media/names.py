@@ -12,10 +12,10 @@ RENDITION_NAME = re.compile(r"^[1-9][0-9]{0,3}p$")
 
 def rendition_name(short_side: int) -> str:
     name = f"{short_side}p"
-    if not RENDITION_NAME.match(name):
+    if not RENDITION_NAME.fullmatch(name):
         raise ValueError(f"no rendition can be {short_side} pixels high")
     return name
 
 
 def is_rendition_name(name: str) -> bool:
-    return RENDITION_NAME.match(name) is not None
+    return RENDITION_NAME.fullmatch(name) is not None  # "$" alone lets "720p\n" through

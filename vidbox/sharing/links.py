@@ -57,7 +57,7 @@ def token_hash(token: str) -> str:
 
 
 def looks_like_token(token: str) -> bool:
-    return bool(_TOKEN.match(token))
+    return bool(_TOKEN.fullmatch(token))
 
 
 def share_path(token: str) -> str:

@@ -28,6 +28,9 @@ async def json_body(request: Request) -> dict[str, Any]:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON.") from None
+    except RecursionError:
+        # Nesting deeper than Python's stack (about 1,000 levels) in a 64 KiB body.
+        raise BadRequest("The JSON body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadRequest("The JSON body must be an object.")
     return body

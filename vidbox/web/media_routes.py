@@ -22,7 +22,9 @@ from vidbox.web.deps import services_of
 from vidbox.web.serving import media_response
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
-_HLS_FILE = re.compile(r"^(index\.m3u8|init\.mp4|seg_\d{5,9}\.m4s)$")
+# Matched whole (fullmatch): "$" also matches before a final line break, which let
+# "index.m3u8\n" through to the storage layer and a 500.
+_HLS_FILE = re.compile(r"index\.m3u8|init\.mp4|seg_\d{5,9}\.m4s")
 IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 
@@ -77,7 +79,7 @@ async def master(request: Request, video: Video) -> Response:
 
 
 async def hls_file(request: Request, video: Video, rendition: str, filename: str) -> Response:
-    if not is_rendition_name(rendition) or not _HLS_FILE.match(filename):
+    if not is_rendition_name(rendition) or not _HLS_FILE.fullmatch(filename):
         raise NotFound()
     services = services_of(request)
     playlist = filename.endswith(".m3u8")

@@ -42,11 +42,18 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+# Sent when the box's public address is https: browsers then never try it over plain http
+# again (a year, renewed by every visit), so nobody on the path can strip TLS from a later
+# visit. Not for subdomains: other hosts under the same name are not vidbox's to decide.
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool = False) -> None:
         self.app = app
+        self.headers = dict(SECURITY_HEADERS)
+        if https:
+            self.headers[HSTS[0]] = HSTS[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +62,7 @@ class RequestContextMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         # Request ids only correlate log lines; they need not be unpredictable, and the
         # cryptographic generator's system call showed up in profiles of segment serving.
-        request_id = given if _GOOD_ID.match(given) else f"{random.getrandbits(64):016x}"
+        request_id = given if _GOOD_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -66,7 +73,7 @@ class RequestContextMiddleware:
                 status["code"] = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     if name not in headers:
                         headers[name] = value
             await send(message)

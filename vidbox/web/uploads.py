@@ -177,7 +177,12 @@ async def upload_resource(request: Request) -> Response:
         if method == "DELETE":
             await ingest.terminate(services, await require_user(request), upload_id)
             return _tus_response(204)
-        return _tus_response(405, Allow="HEAD, PATCH, DELETE")
+        return render_error(
+            request,
+            405,
+            "An upload takes HEAD, PATCH or DELETE (or POST with X-HTTP-Method-Override).",
+            headers={**TUS_HEADERS, "Allow": "HEAD, PATCH, DELETE"},
+        )
     except (VidboxError, UploadError) as exc:
         return await _tus_errors(request, exc)
 
