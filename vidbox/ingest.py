@@ -19,7 +19,7 @@ from vidbox.errors import BadRequest, Conflict, NotFound
 from vidbox.logs import log_fields
 from vidbox.models import Upload, User, Video, new_id, utcnow
 from vidbox.services import Services
-from vidbox.uploads import HEAD_BYTES, UploadError, check_declared, check_upload
+from vidbox.uploads import HEAD_BYTES, UploadComplete, UploadError, check_declared, check_upload
 from vidbox.uploads.files import Chunk, DirectBody
 from vidbox.uploads.validation import content_container
 from vidbox.videos import check_quota, check_size, new_video, start_processing
@@ -114,7 +114,17 @@ async def _owned_upload(services: Services, user: User, upload_id: str) -> Uploa
 
 
 async def upload_state(services: Services, user: User, upload_id: str) -> UploadState:
+    """What HEAD answers. A completed upload keeps answering its full offset until its expiry,
+    though processing has taken its bytes out of the spool: a client whose answer to the last
+    PATCH was lost asks HEAD, learns it is done, and stops (tus 1.0 says an upload stays
+    reachable until it expires)."""
     upload = await _owned_upload(services, user, upload_id)
+    if upload.completed_at is not None:
+        if upload.expires_at <= utcnow():
+            raise NotFound("No such upload.")
+        return UploadState(
+            upload.id, upload.video_id, upload.length, upload.length, upload.expires_at, True
+        )
     offset = await asyncio.to_thread(services.spool.offset, upload.id)
     return UploadState(
         upload.id,
@@ -147,7 +157,8 @@ async def append(
     disconnect propagates)."""
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
-        raise Conflict("This upload is already complete.")
+        # With the offset, so a client that missed the last 204 learns it is done.
+        raise UploadComplete(upload.length)
     if content_length is not None and offset + content_length > upload.length:
         raise UploadError(
             f"This part would go past the declared length of {upload.length} bytes.", status=413

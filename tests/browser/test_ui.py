@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, Request, expect
 
-from tests.browser.conftest import shoot
+from tests.browser.conftest import WAIT_MS, shoot
 from tests.proxy import BodyLimitProxy
 from tests.support import (
     PASSWORD,
@@ -25,18 +26,25 @@ def wait_js(page: Page, expression: str, element: Locator | None = None) -> None
     """Poll a JavaScript condition. (page.wait_for_function evaluates strings with eval,
     which the app's Content-Security-Policy rightly forbids.)"""
     if element is not None:
-        wait_until(lambda: element.evaluate(expression), timeout=30, what=expression)
+        wait_until(lambda: element.evaluate(expression), timeout=WAIT_MS / 1000, what=expression)
     else:
-        wait_until(lambda: page.evaluate(expression), timeout=30, what=expression)
+        wait_until(lambda: page.evaluate(expression), timeout=WAIT_MS / 1000, what=expression)
 
 
 def expect_ready_download(page: Page, expected: bytes) -> None:
     """The newest video turns READY live, and its download is ``expected``, byte for byte."""
     row = page.locator("#video-list .video-row").first
-    expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+    expect(row.locator(".badge")).to_have_text("READY")
     with page.expect_download() as download_info:
         row.locator("[data-action=download]").click()
     assert Path(download_info.value.path()).read_bytes() == expected
+
+
+def expect_sent(upload: Locator) -> None:
+    """Every byte of ``upload`` (a card in the upload panel) is on the server. A stable
+    condition: the card's words go on to follow the video's processing."""
+    expect(upload).to_have_class(re.compile(r"\bdone\b"))
+    expect(upload.locator(".stats")).to_contain_text("100%")
 
 
 def sign_in(page: Page, live: LiveServer, email: str) -> None:
@@ -57,12 +65,12 @@ def test_upload_play_download_delete(live: LiveServer, page: Page, clip: Path) -
 
     page.set_input_files("#file-input", str(clip))
     upload = page.locator("#upload-list .upload").first
-    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
-    expect(upload.locator(".stats")).to_contain_text("100%")
+    expect_sent(upload)
     row = page.locator("#video-list .video-row").first
     expect(row.locator(".title")).to_have_text("clip")
-    # The row turns READY from the event stream, without a reload.
-    expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+    # The row turns READY from the event stream, without a reload, and so does the card.
+    expect(row.locator(".badge")).to_have_text("READY")
+    expect(upload.locator(".state")).to_have_text("Ready")
     thumb = row.locator("img")
     expect(thumb).to_be_visible()
     wait_js(page, "(img => img.complete && img.naturalWidth === 1280)", thumb)
@@ -115,7 +123,7 @@ def test_large_files_go_in_parts_of_the_configured_size(
         page.on("request", record)
         page.set_input_files("#file-input", str(clip))
         upload = page.locator("#upload-list .upload").first
-        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        expect_sent(upload)
         # One PATCH per part, each starting where the previous one ended.
         assert patches == list(range(0, size, part))
         expect_ready_download(page, clip.read_bytes())
@@ -144,7 +152,7 @@ def test_parts_shrink_to_pass_a_proxys_body_limit(
 
         page.set_input_files("#file-input", str(clip))
         upload = page.locator("#upload-list .upload").first
-        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        expect_sent(upload)
         # The whole file, then half of it, were refused; a quarter passed, and so on.
         first = patches()
         assert first[:3] == [(size, True), (size // 2, True), (size // 4, False)]
@@ -153,9 +161,7 @@ def test_parts_shrink_to_pass_a_proxys_body_limit(
 
         # The next upload starts with parts of the size that passed, and none is refused.
         page.set_input_files("#file-input", str(clip))
-        expect(page.locator("#upload-list .upload").first.locator(".state")).to_have_text(
-            "Uploaded — processing"
-        )
+        expect_sent(page.locator("#upload-list .upload").first)
         second = patches()[len(first) :]
         assert max(second) == (size // 4, False)
         assert sum(length for length, _ in second) == size
@@ -181,7 +187,7 @@ def test_a_full_disk_is_explained_and_the_upload_resumes_later(
         shoot(page, "upload-disk-full")
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_spool)], check=True)
         upload.locator("[data-action=retry]").click()
-        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        expect_sent(upload)
         expect_ready_download(page, clip.read_bytes())
     finally:
         live.stop()
