@@ -204,16 +204,21 @@ def test_client_side_validation_sends_nothing(live: LiveServer, page: Page, tmp_
 
 
 def test_pages_look_finished(live: LiveServer, page: Page) -> None:
-    add_user(live.settings, "cat@example.org", name="Cat", admin=True)
+    add_user(live.settings, "cat@example.org", name="Catherine Example-Longname", admin=True)
     sign_in(page, live, "cat@example.org")
     for path, name in [("/settings", "settings"), ("/admin", "admin"), ("/no-such-page", "404")]:
         page.goto(live.url + path)
         shoot(page, name)
     page.goto(live.url + "/settings")
     expect(page.locator("h1")).to_have_text("Settings")
-    # No part of the page is wider than a phone screen.
+    # No part of the page is wider than a phone screen, and the header stays one row.
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in ["/", "/settings", "/admin"]:
+    for path in ["/", "/links", "/settings", "/admin", "/notifications"]:
         page.goto(live.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+        brand = page.locator("header .brand").bounding_box()
+        menu = page.locator("header .usermenu summary").bounding_box()
+        assert brand and menu
+        assert menu["y"] < brand["y"] + brand["height"], f"{path}: the header wraps on a phone"
+        assert menu["x"] + menu["width"] <= 390
