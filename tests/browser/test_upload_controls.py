@@ -167,9 +167,15 @@ def test_cancel_ends_the_upload_on_the_server(
     gate.open()
     # The server forgets the upload and its video; nothing of it stays in the spool or in
     # the browser's memory.
-    wait_until(lambda: spool_bytes(live_parts) == [], what="the spool to be emptied")
+    wait_until(
+        lambda: spool_bytes(live_parts) == [], timeout=WAIT_SECONDS, what="the spool to be emptied"
+    )
     remembered = "Object.keys(localStorage).filter(k => k.startsWith('vidbox-upload:'))"
-    wait_until(lambda: page.evaluate(remembered) == [], what="the browser to forget it")
+    wait_until(
+        lambda: page.evaluate(remembered) == [],
+        timeout=WAIT_SECONDS,
+        what="the browser to forget it",
+    )
     page.reload()
     expect(page.locator("#video-list .video-row")).to_have_count(0)
     expect(page.locator("#upload-list .upload")).to_have_count(0)

@@ -9,11 +9,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, Route
+from playwright.sync_api import Page, Route, expect
 from sqlmodel import select
 
 from tests.browser.test_ui import expect_ready_download, expect_sent, sign_in
-from tests.browser.test_upload_controls import PART, UPLOADS, PatchGate, wait_in_page
+from tests.browser.test_upload_controls import (
+    PART,
+    UPLOADS,
+    WAIT_SECONDS,
+    PatchGate,
+    wait_in_page,
+)
 from tests.support import (
     LiveServer,
     add_user,
@@ -77,13 +83,37 @@ def test_a_lost_answer_to_the_last_part_ends_the_upload_without_sending_it_again
     with live.client() as client:
         auth = bearer(api_login(client, "lou@example.org")["access"])
         video_id = client.get("/api/videos", headers=auth).json()["items"][0]["id"]
-        wait_for_status(client, video_id, {"READY"}, headers=auth)
-    wait_until(lambda: not list(live.settings.spool_dir.glob("*.part")), what="the spool")
+        wait_for_status(client, video_id, {"READY"}, timeout=WAIT_SECONDS, headers=auth)
+    wait_until(
+        lambda: not list(live.settings.spool_dir.glob("*.part")),
+        timeout=WAIT_SECONDS,
+        what="the spool",
+    )
 
     lose.open()
     expect_sent(upload)
     assert lose.patches == [0]  # asked where it stood, and sent nothing again
     page.reload()
+    expect_ready_download(page, clip.read_bytes())
+
+
+def test_an_upload_whose_last_answer_was_lost_is_not_offered_for_resuming(
+    live: LiveServer, page: Page, clip: Path
+) -> None:
+    add_user(live.settings, "liv@example.org")
+    sign_in(page, live, "liv@example.org")
+    lose = LoseLastAnswer(page)
+    page.set_input_files("#file-input", str(clip))
+    wait_in_page(page, lambda: lose.heads, what="the retry's HEAD")
+    page.reload()  # the tab is reloaded before the retry learns the upload is complete
+    lose.open()
+    remembered = "Object.keys(localStorage).filter(k => k.startsWith('vidbox-upload:'))"
+    wait_until(
+        lambda: page.evaluate(remembered) == [],
+        timeout=WAIT_SECONDS,
+        what="the browser to forget it",
+    )
+    expect(page.locator("#upload-list .upload")).to_have_count(0)
     expect_ready_download(page, clip.read_bytes())
 
 

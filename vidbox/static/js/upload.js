@@ -350,13 +350,15 @@
       const url = localStorage.getItem(key);
       const head = await request("HEAD", url, {}).catch(() => null);
       if (!head) continue;  // the server is unreachable now: ask again on the next visit
-      if (head.status !== 200) {
-        localStorage.removeItem(key);  // finished, cancelled or expired meanwhile
+      const offset = Number(head.getResponseHeader("Upload-Offset"));
+      const length = Number(head.getResponseHeader("Upload-Length"));
+      // Cancelled or expired meanwhile, or complete: the answer to its last part was lost
+      // (HEAD keeps answering a completed upload, with every byte there).
+      if (head.status !== 200 || offset >= length) {
+        localStorage.removeItem(key);
         continue;
       }
       if (interrupted.has(key) || uploads.some((u) => storeKey(u.file) === key)) continue;
-      const offset = Number(head.getResponseHeader("Upload-Offset"));
-      const length = Number(head.getResponseHeader("Upload-Length"));
       const el = template.content.firstElementChild.cloneNode(true);
       el.dataset.interrupted = "";
       el.querySelector(".name").textContent = key.slice(prefix.length).replace(/:\d+:\d+$/, "");
