@@ -47,6 +47,13 @@ def expect_sent(upload: Locator) -> None:
     expect(upload.locator(".stats")).to_contain_text("100%")
 
 
+def choose_files(page: Page, files: str | list[str]) -> None:
+    """Choose files in the dashboard's upload panel, once its scripts listen: a page that has
+    loaded its HTML may not have run them yet, and a change nobody hears uploads nothing."""
+    expect(page.locator("#dropzone")).to_have_attribute("data-ready", "true")
+    page.set_input_files("#file-input", files)
+
+
 def sign_in(page: Page, live: LiveServer, email: str) -> None:
     page.goto(live.url + "/")
     expect(page).to_have_url(live.url + "/login?next=%2F")
@@ -63,7 +70,7 @@ def test_upload_play_download_delete(live: LiveServer, page: Page, clip: Path) -
     expect(page.locator("#empty-state")).to_be_visible()
     shoot(page, "dashboard-empty")
 
-    page.set_input_files("#file-input", str(clip))
+    choose_files(page, str(clip))
     upload = page.locator("#upload-list .upload").first
     expect_sent(upload)
     row = page.locator("#video-list .video-row").first
@@ -121,7 +128,7 @@ def test_large_files_go_in_parts_of_the_configured_size(
                 patches.append(int(request.headers["upload-offset"]))
 
         page.on("request", record)
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         upload = page.locator("#upload-list .upload").first
         expect_sent(upload)
         # One PATCH per part, each starting where the previous one ended.
@@ -150,7 +157,7 @@ def test_parts_shrink_to_pass_a_proxys_body_limit(
                 (length, refused) for method, length, refused in proxy.bodies if method == "PATCH"
             ]
 
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         upload = page.locator("#upload-list .upload").first
         expect_sent(upload)
         # The whole file, then half of it, were refused; a quarter passed, and so on.
@@ -160,7 +167,7 @@ def test_parts_shrink_to_pass_a_proxys_body_limit(
         expect_ready_download(page, clip.read_bytes())
 
         # The next upload starts with parts of the size that passed, and none is refused.
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         expect_sent(page.locator("#upload-list .upload").first)
         second = patches()[len(first) :]
         assert max(second) == (size // 4, False)
@@ -180,7 +187,7 @@ def test_a_full_disk_is_explained_and_the_upload_resumes_later(
     try:
         add_user(settings, "full@example.org")
         sign_in(page, live, "full@example.org")
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         upload = page.locator("#upload-list .upload").first
         expect(upload.locator(".state")).to_contain_text("disk is full")
         expect(upload.locator("[data-action=retry]")).to_be_visible()
@@ -198,7 +205,7 @@ def test_client_side_validation_sends_nothing(live: LiveServer, page: Page, tmp_
     sign_in(page, live, "bob@example.org")
     notes = tmp_path / "notes.txt"
     notes.write_text("not a video")
-    page.set_input_files("#file-input", str(notes))
+    choose_files(page, str(notes))
     expect(page.locator("#upload-list .upload .state")).to_contain_text("Only MP4")
     assert list(live.settings.spool_dir.glob("*.part")) == []
 

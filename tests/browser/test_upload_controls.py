@@ -19,7 +19,7 @@ from playwright.sync_api import Dialog, Locator, Page, Request, Route, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.browser.conftest import WAIT_MS, shoot
-from tests.browser.test_ui import expect_ready_download, expect_sent, sign_in
+from tests.browser.test_ui import choose_files, expect_ready_download, expect_sent, sign_in
 from tests.support import LiveServer, add_user, make_test_clip, start_server, wait_until
 from vidbox.config import Settings
 
@@ -35,7 +35,9 @@ def wait_in_page(page: Page, predicate: Callable[[], object], *, what: str) -> N
     it does only inside its own calls."""
     deadline = time.monotonic() + WAIT_SECONDS
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            panel = page.locator("#upload-list").inner_text()
+            raise AssertionError(f"timed out waiting for {what}; the upload panel says: {panel}")
         page.wait_for_timeout(20)
 
 
@@ -133,7 +135,7 @@ def start_held_upload(
     add_user(live.settings, email)
     sign_in(page, live, email)
     gate = PatchGate(page, let_through=let_through)
-    page.set_input_files("#file-input", str(clip))
+    choose_files(page, str(clip))
     gate.wait_for_held()
     return gate, page.locator("#upload-list .upload").first
 
@@ -191,7 +193,7 @@ def test_a_file_cancelled_while_waiting_its_turn_never_reaches_the_server(
     creations: list[str] = []
     page.on("request", lambda r: creations.append(r.url) if r.method == "POST" else None)
     gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", [str(big_clip), str(second)])
+    choose_files(page, [str(big_clip), str(second)])
     first = page.locator("#upload-list .upload", has_text="holiday.mp4")
     waiting = page.locator("#upload-list .upload", has_text="second.mp4")
     gate.wait_for_held()
@@ -224,7 +226,7 @@ def test_an_upload_cut_by_a_reload_resumes_when_the_file_is_chosen_again(
 
     gate.open()
     offsets = patch_offsets(page)
-    page.set_input_files("#file-input", str(big_clip))
+    choose_files(page, str(big_clip))
     expect(notice).to_have_count(0)
     upload = page.locator("#upload-list .upload").first
     expect_sent(upload)
@@ -257,7 +259,7 @@ def test_a_dropped_connection_is_retried_on_its_own_waiting_longer_each_time(
     # Each retry asks HEAD where to go on from; holding that HEAD keeps the retry's message
     # on the card until the test has read it.
     gate = PatchGate(page, let_through=1, hold_heads=True)
-    page.set_input_files("#file-input", str(big_clip))
+    choose_files(page, str(big_clip))
     upload = page.locator("#upload-list .upload").first
     for retry, seconds in enumerate((1, 2, 4), start=1):
         gate.wait_for_held(retry)
@@ -285,7 +287,7 @@ def test_signing_out_mid_upload_keeps_it_for_the_next_sign_in(
     notice = page.locator("#upload-list .upload[data-interrupted]")
     expect(notice.locator(".name")).to_have_text("holiday.mp4")
     offsets = patch_offsets(page)
-    page.set_input_files("#file-input", str(big_clip))
+    choose_files(page, str(big_clip))
     expect_sent(page.locator("#upload-list .upload").first)
     assert offsets[0] == PART
     reload_then_ready_download(page, big_clip.read_bytes())

@@ -12,7 +12,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Route, expect
 from sqlmodel import select
 
-from tests.browser.test_ui import expect_ready_download, expect_sent, sign_in
+from tests.browser.test_ui import choose_files, expect_ready_download, expect_sent, sign_in
 from tests.browser.test_upload_controls import (
     PART,
     UPLOADS,
@@ -74,7 +74,7 @@ def test_a_lost_answer_to_the_last_part_ends_the_upload_without_sending_it_again
     add_user(live.settings, "lou@example.org")
     sign_in(page, live, "lou@example.org")
     lose = LoseLastAnswer(page)
-    page.set_input_files("#file-input", str(clip))
+    choose_files(page, str(clip))
     upload = page.locator("#upload-list .upload").first
     wait_in_page(page, lambda: lose.heads, what="the retry's HEAD")
     assert lose.answered == [204]
@@ -103,7 +103,7 @@ def test_an_upload_whose_last_answer_was_lost_is_not_offered_for_resuming(
     add_user(live.settings, "liv@example.org")
     sign_in(page, live, "liv@example.org")
     lose = LoseLastAnswer(page)
-    page.set_input_files("#file-input", str(clip))
+    choose_files(page, str(clip))
     wait_in_page(page, lambda: lose.heads, what="the retry's HEAD")
     page.reload()  # the tab is reloaded before the retry learns the upload is complete
     lose.open()
@@ -131,7 +131,7 @@ def test_a_long_upload_outlives_an_access_tokens_lifetime(
         with live.client() as client:
             access = api_login(client, "tim@example.org")["access"]  # not used yet
         gate = PatchGate(page, let_through=1)
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         gate.wait_for_held()
 
         # Every credential of the box ages past the access token's lifetime, as if the

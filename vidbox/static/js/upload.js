@@ -415,4 +415,11 @@
   zone.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
   });
+
+  // Files chosen before the page's scripts have all run would be lost (nobody listens yet):
+  // the zone says when it takes them, once every script of the page (the dashboard's too,
+  // which draws the new video's row) has run. Tests wait for it; CSS can show it.
+  const ready = () => { zone.dataset.ready = "true"; };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
+  else ready();
 })();
