@@ -18,6 +18,7 @@ from tests.browser.test_upload_controls import (
     UPLOADS,
     WAIT_SECONDS,
     PatchGate,
+    patch_offsets,
     wait_in_page,
 )
 from tests.support import (
@@ -95,6 +96,28 @@ def test_a_lost_answer_to_the_last_part_ends_the_upload_without_sending_it_again
     assert lose.patches == [0]  # asked where it stood, and sent nothing again
     page.reload()
     expect_ready_download(page, clip.read_bytes())
+
+
+def test_a_last_part_sent_twice_is_told_the_upload_is_complete(
+    live: LiveServer, page: Page, clip: Path
+) -> None:
+    add_user(live.settings, "max@example.org")
+    sign_in(page, live, "max@example.org")
+    lose = LoseLastAnswer(page)
+    offsets = patch_offsets(page)
+    choose_files(page, str(clip))
+    upload = page.locator("#upload-list .upload").first
+    wait_in_page(page, lambda: lose.heads, what="the retry's HEAD")
+    with live.client() as client:
+        auth = bearer(api_login(client, "max@example.org")["access"])
+        video_id = client.get("/api/videos", headers=auth).json()["items"][0]["id"]
+        wait_for_status(client, video_id, {"READY"}, timeout=WAIT_SECONDS, headers=auth)
+    # The retry's HEAD fails too, so the page sends the last part again: the server answers
+    # 409 with the offset it has, all of it, and the page stops there.
+    lose.heads.pop().abort("connectionreset")
+    lose.open()
+    expect_sent(upload)
+    assert offsets == [0, 0]
 
 
 def test_an_upload_whose_last_answer_was_lost_is_not_offered_for_resuming(
