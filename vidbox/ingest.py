@@ -17,17 +17,11 @@ from typing import Any
 
 from vidbox.errors import BadRequest, Conflict, NotFound
 from vidbox.logs import log_fields
-from vidbox.models import Upload, User, Video, VideoStatus, new_id, utcnow
+from vidbox.models import Upload, User, Video, new_id, utcnow
 from vidbox.services import Services
-from vidbox.uploads import (
-    HEAD_BYTES,
-    UploadError,
-    check_declared,
-    check_upload,
-    sniff_container,
-)
+from vidbox.uploads import HEAD_BYTES, UploadComplete, UploadError, check_declared, check_upload
 from vidbox.uploads.files import Chunk, DirectBody
-from vidbox.uploads.validation import not_a_video_message
+from vidbox.uploads.validation import content_container
 from vidbox.videos import check_quota, check_size, new_video, start_processing
 
 log = logging.getLogger("vidbox.uploads")
@@ -120,7 +114,17 @@ async def _owned_upload(services: Services, user: User, upload_id: str) -> Uploa
 
 
 async def upload_state(services: Services, user: User, upload_id: str) -> UploadState:
+    """What HEAD answers. A completed upload keeps answering its full offset until its expiry,
+    though processing has taken its bytes out of the spool: a client whose answer to the last
+    PATCH was lost asks HEAD, learns it is done, and stops (tus 1.0 says an upload stays
+    reachable until it expires)."""
     upload = await _owned_upload(services, user, upload_id)
+    if upload.completed_at is not None:
+        if upload.expires_at <= utcnow():
+            raise NotFound("No such upload.")
+        return UploadState(
+            upload.id, upload.video_id, upload.length, upload.length, upload.expires_at, True
+        )
     offset = await asyncio.to_thread(services.spool.offset, upload.id)
     return UploadState(
         upload.id,
@@ -153,7 +157,8 @@ async def append(
     disconnect propagates)."""
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
-        raise Conflict("This upload is already complete.")
+        # With the offset, so a client that missed the last 204 learns it is done.
+        raise UploadComplete(upload.length)
     if content_length is not None and offset + content_length > upload.length:
         raise UploadError(
             f"This part would go past the declared length of {upload.length} bytes.", status=413
@@ -162,33 +167,35 @@ async def append(
         upload.id, offset, body, length=upload.length, checksum=checksum, direct=direct
     )
     expires_at = await _extend_expiry(services, upload)
-    allowed = services.settings.uploads.allowed_formats
-    if offset < HEAD_BYTES <= new_offset or (offset == 0 and new_offset == upload.length):
-        head = await asyncio.to_thread(_read_head, services, upload.id)
-        if sniff_container(head) is None:
-            await terminate(services, user, upload.id)
-            raise UploadError(not_a_video_message(allowed), status=415)
     completed = new_offset == upload.length
+    container = None
+    if offset < HEAD_BYTES <= new_offset or completed:
+        container = await _check_content(services, user, upload)
     if completed:
-        await _finish_tus(services, upload)
+        await _finish_tus(services, upload, container)
     return UploadState(upload.id, upload.video_id, upload.length, new_offset, expires_at, completed)
 
 
-async def _finish_tus(services: Services, upload: Upload) -> None:
+async def _check_content(services: Services, user: User, upload: Upload) -> str:
+    """The container of the upload's first bytes. Content that is no video is refused as soon
+    as those bytes are in: the upload and its video are removed before the 415 goes out (in
+    their own transactions), so the dashboard drops the row at once instead of showing an
+    upload that will never move."""
     head = await asyncio.to_thread(_read_head, services, upload.id)
+    try:
+        return content_container(head, services.settings.uploads.allowed_formats)
+    except UploadError:
+        await terminate(services, user, upload.id)
+        raise
+
+
+async def _finish_tus(services: Services, upload: Upload, container: str | None) -> None:
     async with services.db.session() as session:
         video = await session.get(Video, upload.video_id)
         row = await session.get(Upload, upload.id)
         if video is None or row is None:
             raise NotFound("No such upload.")
-        try:
-            video.container = check_upload(
-                video.filename, video.content_type, head, services.settings.uploads.allowed_formats
-            )
-        except UploadError as exc:
-            video.status, video.error = VideoStatus.FAILED, exc.detail
-            session.add(video)
-            raise
+        video.container = container
         row.completed_at = utcnow()
         session.add(row)
         await start_processing(session, video, upload.id)

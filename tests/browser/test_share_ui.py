@@ -53,3 +53,18 @@ def test_create_a_link_and_watch_it_elsewhere(
     cells = page.locator("tbody[data-links] tr").first.locator("td")
     expect(cells.nth(5)).to_have_text("1")
     expect(cells.nth(4)).not_to_have_text("Never")
+
+    # Every link begins with the box's address: the end, which tells them apart, shows whole,
+    # on a wide screen and on a phone, where the table of links fits the screen.
+    for width, height in ((1280, 800), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(live.url + "/links")
+        tail = page.locator("tbody[data-links] tr").first.locator(".url-tail")
+        expect(tail).to_have_text(url[-8:])
+        box = tail.bounding_box()
+        cell = page.locator("tbody[data-links] tr").first.locator(".link-cell").bounding_box()
+        assert box and cell and box["x"] + box["width"] <= min(cell["x"] + cell["width"], width)
+        assert tail.evaluate("e => e.scrollWidth <= e.clientWidth")  # not cut itself
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"/links scrolls sideways by {overflow}px at {width}px"
+    shoot(page, "links")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Locator, Page, Request, expect
 
-from tests.browser.conftest import shoot
+from tests.browser.conftest import WAIT_MS, shoot
 from tests.proxy import BodyLimitProxy
 from tests.support import (
     PASSWORD,
@@ -25,18 +26,32 @@ def wait_js(page: Page, expression: str, element: Locator | None = None) -> None
     """Poll a JavaScript condition. (page.wait_for_function evaluates strings with eval,
     which the app's Content-Security-Policy rightly forbids.)"""
     if element is not None:
-        wait_until(lambda: element.evaluate(expression), timeout=30, what=expression)
+        wait_until(lambda: element.evaluate(expression), timeout=WAIT_MS / 1000, what=expression)
     else:
-        wait_until(lambda: page.evaluate(expression), timeout=30, what=expression)
+        wait_until(lambda: page.evaluate(expression), timeout=WAIT_MS / 1000, what=expression)
 
 
 def expect_ready_download(page: Page, expected: bytes) -> None:
     """The newest video turns READY live, and its download is ``expected``, byte for byte."""
     row = page.locator("#video-list .video-row").first
-    expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+    expect(row.locator(".badge")).to_have_text("READY")
     with page.expect_download() as download_info:
         row.locator("[data-action=download]").click()
     assert Path(download_info.value.path()).read_bytes() == expected
+
+
+def expect_sent(upload: Locator) -> None:
+    """Every byte of ``upload`` (a card in the upload panel) is on the server. A stable
+    condition: the card's words go on to follow the video's processing."""
+    expect(upload).to_have_class(re.compile(r"\bdone\b"))
+    expect(upload.locator(".stats")).to_contain_text("100%")
+
+
+def choose_files(page: Page, files: str | list[str]) -> None:
+    """Choose files in the dashboard's upload panel, once its scripts listen: a page that has
+    loaded its HTML may not have run them yet, and a change nobody hears uploads nothing."""
+    expect(page.locator("#dropzone")).to_have_attribute("data-ready", "true")
+    page.set_input_files("#file-input", files)
 
 
 def sign_in(page: Page, live: LiveServer, email: str) -> None:
@@ -55,14 +70,14 @@ def test_upload_play_download_delete(live: LiveServer, page: Page, clip: Path) -
     expect(page.locator("#empty-state")).to_be_visible()
     shoot(page, "dashboard-empty")
 
-    page.set_input_files("#file-input", str(clip))
+    choose_files(page, str(clip))
     upload = page.locator("#upload-list .upload").first
-    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
-    expect(upload.locator(".stats")).to_contain_text("100%")
+    expect_sent(upload)
     row = page.locator("#video-list .video-row").first
     expect(row.locator(".title")).to_have_text("clip")
-    # The row turns READY from the event stream, without a reload.
-    expect(row.locator(".badge")).to_have_text("READY", timeout=60_000)
+    # The row turns READY from the event stream, without a reload, and so does the card.
+    expect(row.locator(".badge")).to_have_text("READY")
+    expect(upload.locator(".state")).to_have_text("Ready")
     thumb = row.locator("img")
     expect(thumb).to_be_visible()
     wait_js(page, "(img => img.complete && img.naturalWidth === 1280)", thumb)
@@ -113,9 +128,9 @@ def test_large_files_go_in_parts_of_the_configured_size(
                 patches.append(int(request.headers["upload-offset"]))
 
         page.on("request", record)
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         upload = page.locator("#upload-list .upload").first
-        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        expect_sent(upload)
         # One PATCH per part, each starting where the previous one ended.
         assert patches == list(range(0, size, part))
         expect_ready_download(page, clip.read_bytes())
@@ -142,9 +157,9 @@ def test_parts_shrink_to_pass_a_proxys_body_limit(
                 (length, refused) for method, length, refused in proxy.bodies if method == "PATCH"
             ]
 
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         upload = page.locator("#upload-list .upload").first
-        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        expect_sent(upload)
         # The whole file, then half of it, were refused; a quarter passed, and so on.
         first = patches()
         assert first[:3] == [(size, True), (size // 2, True), (size // 4, False)]
@@ -152,10 +167,8 @@ def test_parts_shrink_to_pass_a_proxys_body_limit(
         expect_ready_download(page, clip.read_bytes())
 
         # The next upload starts with parts of the size that passed, and none is refused.
-        page.set_input_files("#file-input", str(clip))
-        expect(page.locator("#upload-list .upload").first.locator(".state")).to_have_text(
-            "Uploaded — processing"
-        )
+        choose_files(page, str(clip))
+        expect_sent(page.locator("#upload-list .upload").first)
         second = patches()[len(first) :]
         assert max(second) == (size // 4, False)
         assert sum(length for length, _ in second) == size
@@ -174,14 +187,14 @@ def test_a_full_disk_is_explained_and_the_upload_resumes_later(
     try:
         add_user(settings, "full@example.org")
         sign_in(page, live, "full@example.org")
-        page.set_input_files("#file-input", str(clip))
+        choose_files(page, str(clip))
         upload = page.locator("#upload-list .upload").first
         expect(upload.locator(".state")).to_contain_text("disk is full")
         expect(upload.locator("[data-action=retry]")).to_be_visible()
         shoot(page, "upload-disk-full")
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_spool)], check=True)
         upload.locator("[data-action=retry]").click()
-        expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+        expect_sent(upload)
         expect_ready_download(page, clip.read_bytes())
     finally:
         live.stop()
@@ -192,22 +205,27 @@ def test_client_side_validation_sends_nothing(live: LiveServer, page: Page, tmp_
     sign_in(page, live, "bob@example.org")
     notes = tmp_path / "notes.txt"
     notes.write_text("not a video")
-    page.set_input_files("#file-input", str(notes))
+    choose_files(page, str(notes))
     expect(page.locator("#upload-list .upload .state")).to_contain_text("Only MP4")
     assert list(live.settings.spool_dir.glob("*.part")) == []
 
 
 def test_pages_look_finished(live: LiveServer, page: Page) -> None:
-    add_user(live.settings, "cat@example.org", name="Cat", admin=True)
+    add_user(live.settings, "cat@example.org", name="Catherine Example-Longname", admin=True)
     sign_in(page, live, "cat@example.org")
     for path, name in [("/settings", "settings"), ("/admin", "admin"), ("/no-such-page", "404")]:
         page.goto(live.url + path)
         shoot(page, name)
     page.goto(live.url + "/settings")
     expect(page.locator("h1")).to_have_text("Settings")
-    # No part of the page is wider than a phone screen.
+    # No part of the page is wider than a phone screen, and the header stays one row.
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in ["/", "/settings", "/admin"]:
+    for path in ["/", "/links", "/settings", "/admin", "/notifications"]:
         page.goto(live.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+        brand = page.locator("header .brand").bounding_box()
+        menu = page.locator("header .usermenu summary").bounding_box()
+        assert brand and menu
+        assert menu["y"] < brand["y"] + brand["height"], f"{path}: the header wraps on a phone"
+        assert menu["x"] + menu["width"] <= 390

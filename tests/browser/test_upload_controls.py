@@ -9,15 +9,17 @@ themselves are tested over HTTP in tests/web/test_events.py."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Dialog, Locator, Page, Request, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 
-from tests.browser.conftest import shoot
-from tests.browser.test_ui import expect_ready_download, sign_in
+from tests.browser.conftest import WAIT_MS, shoot
+from tests.browser.test_ui import choose_files, expect_ready_download, expect_sent, sign_in
 from tests.support import LiveServer, add_user, make_test_clip, start_server, wait_until
 from vidbox.config import Settings
 
@@ -25,25 +27,38 @@ PART = 256 * 1024
 UPLOADS = "**/api/uploads/*"
 
 
+WAIT_SECONDS = WAIT_MS / 1000
+
+
 def wait_in_page(page: Page, predicate: Callable[[], object], *, what: str) -> None:
     """Poll ``predicate`` while Playwright delivers the page's events (routes, dialogs), which
     it does only inside its own calls."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_SECONDS
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            panel = page.locator("#upload-list").inner_text()
+            raise AssertionError(f"timed out waiting for {what}; the upload panel says: {panel}")
         page.wait_for_timeout(20)
 
 
 class PatchGate:
-    """Lets the first ``let_through`` PATCH requests of the page go, and holds the rest."""
+    """Lets the first ``let_through`` PATCH requests of the page go, and holds the rest (and,
+    with ``hold_heads``, every HEAD)."""
 
-    def __init__(self, page: Page, let_through: int) -> None:
-        self.page, self.let_through = page, let_through
+    def __init__(self, page: Page, let_through: int, *, hold_heads: bool = False) -> None:
+        self.page, self.let_through, self.hold_heads = page, let_through, hold_heads
         self.held: list[Route] = []
+        self.heads: list[Route] = []
+        self.opened = False
         page.route(UPLOADS, self._route)
 
     def _route(self, route: Route) -> None:
-        if route.request.method != "PATCH":
+        method = route.request.method
+        if self.opened:
+            route.continue_()
+        elif method == "HEAD" and self.hold_heads:
+            self.heads.append(route)
+        elif method != "PATCH":
             route.continue_()
         elif self.let_through > 0:
             self.let_through -= 1
@@ -51,12 +66,26 @@ class PatchGate:
         else:
             self.held.append(route)
 
-    def wait_for_held(self) -> None:
-        wait_in_page(self.page, lambda: self.held, what="a PATCH request to be held")
+    def wait_for_held(self, count: int = 1) -> None:
+        wait_in_page(self.page, lambda: len(self.held) >= count, what="a PATCH request to be held")
+
+    def wait_for_head(self, count: int = 1) -> None:
+        wait_in_page(self.page, lambda: len(self.heads) >= count, what="a HEAD request to be held")
+
+    @staticmethod
+    def release(route: Route) -> None:
+        """Send a held request on. One the page gave up meanwhile (a pause, a cancel or a
+        reload aborted it) cannot be: that is fine, nobody waits for its answer."""
+        with contextlib.suppress(PlaywrightError):
+            route.continue_()
 
     def open(self) -> None:
-        """Every later request goes through, and so does a held one the page still waits for
-        (one a pause, a cancel or a reload aborted is gone)."""
+        """Every held request goes on, then every later one; then routing ends, so that the
+        page's event stream flows again."""
+        self.opened = True
+        for route in [*self.held, *self.heads]:
+            self.release(route)
+        self.held, self.heads = [], []
         self.page.unroute(UPLOADS, self._route)
 
 
@@ -106,7 +135,7 @@ def start_held_upload(
     add_user(live.settings, email)
     sign_in(page, live, email)
     gate = PatchGate(page, let_through=let_through)
-    page.set_input_files("#file-input", str(clip))
+    choose_files(page, str(clip))
     gate.wait_for_held()
     return gate, page.locator("#upload-list .upload").first
 
@@ -125,7 +154,7 @@ def test_pause_then_resume_goes_on_from_the_servers_offset(
     gate.open()
     offsets = patch_offsets(page)
     upload.locator("[data-action=resume]").click()
-    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    expect_sent(upload)
     assert offsets == list(range(PART, big_clip.stat().st_size, PART))
     reload_then_ready_download(page, big_clip.read_bytes())
 
@@ -140,9 +169,15 @@ def test_cancel_ends_the_upload_on_the_server(
     gate.open()
     # The server forgets the upload and its video; nothing of it stays in the spool or in
     # the browser's memory.
-    wait_until(lambda: spool_bytes(live_parts) == [], what="the spool to be emptied")
+    wait_until(
+        lambda: spool_bytes(live_parts) == [], timeout=WAIT_SECONDS, what="the spool to be emptied"
+    )
     remembered = "Object.keys(localStorage).filter(k => k.startsWith('vidbox-upload:'))"
-    wait_until(lambda: page.evaluate(remembered) == [], what="the browser to forget it")
+    wait_until(
+        lambda: page.evaluate(remembered) == [],
+        timeout=WAIT_SECONDS,
+        what="the browser to forget it",
+    )
     page.reload()
     expect(page.locator("#video-list .video-row")).to_have_count(0)
     expect(page.locator("#upload-list .upload")).to_have_count(0)
@@ -158,7 +193,7 @@ def test_a_file_cancelled_while_waiting_its_turn_never_reaches_the_server(
     creations: list[str] = []
     page.on("request", lambda r: creations.append(r.url) if r.method == "POST" else None)
     gate = PatchGate(page, let_through=1)
-    page.set_input_files("#file-input", [str(big_clip), str(second)])
+    choose_files(page, [str(big_clip), str(second)])
     first = page.locator("#upload-list .upload", has_text="holiday.mp4")
     waiting = page.locator("#upload-list .upload", has_text="second.mp4")
     gate.wait_for_held()
@@ -168,7 +203,7 @@ def test_a_file_cancelled_while_waiting_its_turn_never_reaches_the_server(
     expect(first.locator(".state")).to_have_text("Uploading")  # cancelling one left the other
 
     gate.open()  # the first upload's held part goes on, and so does the upload
-    expect(first.locator(".state")).to_have_text("Uploaded — processing")
+    expect_sent(first)
     reload_then_ready_download(page, big_clip.read_bytes())
     assert creations == [live_parts.url + "/api/uploads"]
     expect(page.locator("#video-list .video-row")).to_have_count(1)
@@ -191,10 +226,10 @@ def test_an_upload_cut_by_a_reload_resumes_when_the_file_is_chosen_again(
 
     gate.open()
     offsets = patch_offsets(page)
-    page.set_input_files("#file-input", str(big_clip))
+    choose_files(page, str(big_clip))
     expect(notice).to_have_count(0)
     upload = page.locator("#upload-list .upload").first
-    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    expect_sent(upload)
     assert offsets[0] == 2 * PART  # not from the start
     reload_then_ready_download(page, big_clip.read_bytes())
     page.reload()
@@ -216,14 +251,25 @@ def test_an_interrupted_upload_can_be_dropped_from_the_panel(
     expect(page.locator("#upload-list .upload")).to_have_count(0)
 
 
-def test_a_dropped_connection_is_retried_on_its_own(
+def test_a_dropped_connection_is_retried_on_its_own_waiting_longer_each_time(
     live_parts: LiveServer, page: Page, big_clip: Path
 ) -> None:
-    gate, upload = start_held_upload(live_parts, page, big_clip, "ned@example.org", let_through=1)
-    gate.held[0].abort("internetdisconnected")
-    gate.open()  # before the retry, a second later
-    expect(upload.locator(".state")).to_have_text("Connection lost, retrying in 1 s…")
-    expect(upload.locator(".state")).to_have_text("Uploaded — processing")
+    add_user(live_parts.settings, "ned@example.org")
+    sign_in(page, live_parts, "ned@example.org")
+    # Each retry asks HEAD where to go on from; holding that HEAD keeps the retry's message
+    # on the card until the test has read it.
+    gate = PatchGate(page, let_through=1, hold_heads=True)
+    choose_files(page, str(big_clip))
+    upload = page.locator("#upload-list .upload").first
+    for retry, seconds in enumerate((1, 2, 4), start=1):
+        gate.wait_for_held(retry)
+        gate.held[-1].abort("internetdisconnected")
+        gate.wait_for_head(retry)
+        expect(upload.locator(".state")).to_have_text(f"Connection lost, retrying in {seconds} s…")
+        gate.release(gate.heads[-1])
+    gate.wait_for_held(4)
+    gate.open()
+    expect_sent(upload)
     reload_then_ready_download(page, big_clip.read_bytes())
 
 
@@ -241,10 +287,8 @@ def test_signing_out_mid_upload_keeps_it_for_the_next_sign_in(
     notice = page.locator("#upload-list .upload[data-interrupted]")
     expect(notice.locator(".name")).to_have_text("holiday.mp4")
     offsets = patch_offsets(page)
-    page.set_input_files("#file-input", str(big_clip))
-    expect(page.locator("#upload-list .upload").first.locator(".state")).to_have_text(
-        "Uploaded — processing"
-    )
+    choose_files(page, str(big_clip))
+    expect_sent(page.locator("#upload-list .upload").first)
     assert offsets[0] == PART
     reload_then_ready_download(page, big_clip.read_bytes())
 

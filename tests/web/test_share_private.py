@@ -322,7 +322,7 @@ def test_with_email_off_no_mail_is_queued_and_pages_say_so(tmp_path: Path) -> No
             path = path_of(created.json())
             assert client.get("/api/notifications", headers=bob).json()["unread"] == 1
             page = client.get(path, headers=HTML)
-            assert "Email is off on this box" in page.text
+            assert "Ask the person who shared this" in page.text  # a visitor's sentence
             refused = ask(client, path, CAROL)
             assert refused.status_code == 503 and "Email is off" in refused.json()["detail"]
             assert "still being processed" in client.get(path, headers={**HTML, **bob}).text

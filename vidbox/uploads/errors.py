@@ -33,6 +33,16 @@ class OffsetMismatch(UploadError):
         self.current = current
 
 
+class UploadComplete(UploadError):
+    """A PATCH to an upload that already has every byte."""
+
+    status = 409
+
+    def __init__(self, length: int) -> None:
+        super().__init__(f"This upload is already complete: the server has all {length} bytes.")
+        self.current = length
+
+
 class TooLarge(UploadError):
     status = 413
     default_detail = "The upload is larger than allowed."

@@ -12,9 +12,6 @@ from vidbox.uploads.errors import UploadError
 HEAD_BYTES = 4096
 
 DISPLAY_NAMES = {"mp4": "MP4", "mov": "MOV", "avi": "AVI", "webm": "WebM", "mkv": "MKV"}
-# Containers that are the same format under two names: a QuickTime file called .mp4 (or the
-# reverse) and a Matroska file called .webm are normal and FFmpeg reads them all the same.
-FAMILIES = {"mp4": "isobmff", "mov": "isobmff", "webm": "matroska", "mkv": "matroska", "avi": "avi"}
 
 MIME_TYPES = {
     "video/mp4": "mp4",
@@ -128,20 +125,25 @@ def check_declared(filename: str, declared_type: str | None, allowed: list[str])
     return extension
 
 
+def content_container(head: bytes, allowed: list[str]) -> str:
+    """The container the first bytes of an upload are (mp4, mov, webm, mkv or avi), or
+    UploadError 415 when they are no video at all, or none of the ``allowed`` formats."""
+    allowed = [fmt.lower().lstrip(".") for fmt in allowed]
+    container = sniff_container(head)
+    if container is None or container not in allowed:
+        raise UploadError(not_a_video_message(allowed), status=415)
+    return container
+
+
 def check_upload(filename: str, declared_type: str | None, head: bytes, allowed: list[str]) -> str:
     """The container of an upload (what its bytes are), or UploadError with status 415.
 
     The extension and the declared MIME type must name an allowed video format; a missing
     extension, an empty type and application/octet-stream mean "unknown" and leave the
-    decision to the bytes. The bytes must be a container of the same family as the name
-    (an MP4 called .mov is fine, a WebM called .mp4 is not).
+    decision to the bytes. The bytes must be a video in an allowed format, but not
+    necessarily the one the name says: an MKV called .mp4 or an MP4 called .webm is common
+    (renamed downloads, phone exports), FFmpeg reads the content whatever the name, and the
+    stored original is named after what it really is.
     """
-    allowed = [fmt.lower().lstrip(".") for fmt in allowed]
-    extension = check_declared(filename, declared_type, allowed)
-    container = sniff_container(head)
-    if container is None:
-        raise UploadError(not_a_video_message(allowed), status=415)
-    claimed = extension or container
-    if FAMILIES.get(claimed) != FAMILIES[container] or claimed not in allowed:
-        raise UploadError(not_a_video_message(allowed), status=415)
-    return container
+    check_declared(filename, declared_type, allowed)
+    return content_container(head, allowed)

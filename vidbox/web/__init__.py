@@ -17,6 +17,7 @@ from vidbox.web import (
     pages,
     settings_pages,
     share,
+    site_files,
     uploads,
 )
 
@@ -36,5 +37,6 @@ def routes() -> list[BaseRoute]:
         *share.routes,
         *links_page.routes,
         *notifications.routes,
+        *site_files.routes,
         Mount("/static", StaticFiles(packages=[("vidbox", "static")]), name="static"),
     ]

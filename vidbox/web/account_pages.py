@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vidbox.auth import verify
-from vidbox.auth.firstrun import claim_first_admin, find_setup_token
+from vidbox.auth.firstrun import claim_first_admin, count_users, find_setup_token
 from vidbox.auth.invites import find_invite, register
 from vidbox.auth.login import sign_in
 from vidbox.auth.sessions import revoke_session, start_browser_session
@@ -86,7 +86,10 @@ async def login(request: Request) -> Response:
     if request.method == "GET":
         if await optional_user(request):
             return redirect(target)
-        context = {"next": target, "email": "", "error": ""}
+        async with services_of(request).db.read() as session:
+            # A fresh box: say how to get in, rather than offer a form nobody can pass.
+            no_accounts = await count_users(session) == 0
+        context = {"next": target, "email": "", "error": "", "no_accounts": no_accounts}
         return await render(request, "login.html", context)
     await check_csrf(request)
     form = await form_body(request)

@@ -37,12 +37,13 @@ VENDOR_HLS = Path(__file__).resolve().parent.parent / "static" / "vendor" / "hls
 
 
 def filesize(n: int | None) -> str:
-    """Sizes as file managers show them: powers of 1024 with the familiar unit names."""
+    """Sizes in powers of 1024 under their IEC names (2 GiB), as the README and the config
+    count them: "2 GB" for 2 x 1024^3 bytes is 7% off and reads as a different limit."""
     if n is None:
         return "—"
     value = float(n)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             if unit == "bytes":
                 return f"{int(value)} bytes"
             return f"{value:.1f} {unit}".replace(".0 ", " ")

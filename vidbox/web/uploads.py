@@ -171,7 +171,8 @@ async def upload_resource(request: Request) -> Response:
         services = services_of(request)
         if method == "HEAD":
             state = await ingest.upload_state(services, await require_user(request), upload_id)
-            return _tus_response(200, state)
+            # The video's id, as on creation: a page resuming an upload follows that video.
+            return _tus_response(200, state, **{"Vidbox-Video-Id": state.video_id})
         if method == "PATCH":
             return await _patch(request, upload_id)
         if method == "DELETE":

@@ -22,8 +22,8 @@ const vidbox = (() => {
 
   function bytes(n) {
     if (n == null) return "—";
-    // Powers of 1024 with the familiar names, as file managers (and the server's pages) show.
-    const units = ["bytes", "KB", "MB", "GB", "TB"];
+    // Powers of 1024 under their IEC names (GiB), as the server's pages and the README say.
+    const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
     let i = 0;
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
     return i === 0 ? `${n} bytes` : `${n.toFixed(1).replace(/\.0$/, "")} ${units[i]}`;

@@ -23,22 +23,27 @@
     const who = [link.visibility === "private" ? "Private" : "Public"];
     if (link.allow_download) who.push(el("span", { className: "muted" }, [" · download"]));
     if (link.emails.length) who.push(el("small", { className: "link-emails" }, [link.emails.join(", ")]));
+    // As the link_row macro: the end of the URL, which tells links apart, is never cut.
+    const url = el("a", { className: "link-url", href: link.url, target: "_blank", rel: "noopener", title: link.url }, [
+      el("span", { className: "url-head" }, [link.url.slice(0, -8)]),
+      el("span", { className: "url-tail" }, [link.url.slice(-8)]),
+    ]);
     const cells = [
-      el("td", {}, [el("div", { className: "link-cell" }, [
-        el("a", { className: "link-url", href: link.url, target: "_blank", rel: "noopener" }, [link.url]),
+      el("td", { className: "link-main" }, [el("div", { className: "link-cell" }, [
+        url,
         el("button", { type: "button", className: "small", dataset: { copy: link.url } }, ["Copy"]),
       ])]),
     ];
     if (withVideo) {
-      cells.push(el("td", { className: "link-video" }, [el("a", { href: `/videos/${link.video_id}` }, [link.video_title || ""])]));
+      cells.push(el("td", { className: "link-video", dataset: { label: "Video" } }, [el("a", { href: `/videos/${link.video_id}` }, [link.video_title || ""])]));
     }
     cells.push(
-      el("td", { className: "link-who" }, who),
-      el("td", {}, [moment(link.expires_at, "Never")]),
-      el("td", {}, [el("span", { className: `badge link-${link.status}`, dataset: { status: "" } }, [link.status])]),
-      el("td", { className: "hide-sm" }, [moment(link.last_viewed_at, "Never")]),
-      el("td", { className: "hide-sm" }, [String(link.view_count)]),
-      el("td", {}, link.status === "active"
+      el("td", { className: "link-who", dataset: { label: "Who" } }, who),
+      el("td", { dataset: { label: "Expires" } }, [moment(link.expires_at, "Never")]),
+      el("td", { dataset: { label: "Status" } }, [el("span", { className: `badge link-${link.status}`, dataset: { status: "" } }, [link.status])]),
+      el("td", { dataset: { label: "Last viewed" } }, [moment(link.last_viewed_at, "Never")]),
+      el("td", { dataset: { label: "Views" } }, [String(link.view_count)]),
+      el("td", { className: "link-actions" }, link.status === "active"
         ? [el("button", { type: "button", className: "danger small", dataset: { revoke: link.id } }, ["Revoke"])]
         : []),
     );

@@ -17,7 +17,9 @@
   const MIN_PART = 256 * 1024;
   const partKey = `vidbox-part-bytes:${CHUNK}`;
   let partBytes = Math.min(CHUNK, Number(localStorage.getItem(partKey)) || CHUNK);
-  const RETRY_DELAYS = [1000, 3000, 5000, 10000, 20000, 30000];
+  // Every retry waits, twice as long as the one before (1 s, 2 s, 4 s ... 30 s at most): a
+  // server that keeps answering badly is not hammered by a loop of instant re-sends.
+  const retryDelay = (attempt) => Math.min(1000 * 2 ** attempt, 30000);
   const queue = [];
   let active = null;
 
@@ -65,6 +67,8 @@
   // same file is chosen again, or the upload is cancelled.
   const interrupted = new Map();
   const uploads = [];  // every file chosen on this page
+  const following = new Map();  // video id -> its sent upload's card
+  const latest = new Map();  // video id -> the newest state the event stream told
 
   class Upload {
     constructor(file) {
@@ -91,6 +95,7 @@
       this.samples = [];
       this.paused = false;
       this.cancelled = false;
+      this.videoId = null;
       list.prepend(this.el);
       this.show("Waiting…", ["pause", "cancel"]);
     }
@@ -140,6 +145,7 @@
         const head = await request("HEAD", this.url, {}).catch(() => null);
         if (head && head.status === 200) {
           this.offset = Number(head.getResponseHeader("Upload-Offset"));
+          this.videoId = head.getResponseHeader("Vidbox-Video-Id");
           this.progress(this.offset);
           return;
         }
@@ -154,12 +160,19 @@
       this.url = created.getResponseHeader("Location");
       if (this.cancelled) return;
       localStorage.setItem(storeKey(this.file), this.url);
-      const videoId = created.getResponseHeader("Vidbox-Video-Id");
-      document.dispatchEvent(new CustomEvent("vidbox:video-created", { detail: videoId }));
+      this.videoId = created.getResponseHeader("Vidbox-Video-Id");
+      document.dispatchEvent(new CustomEvent("vidbox:video-created", { detail: this.videoId }));
+    }
+
+    // The server's offset from an answer's Upload-Offset; null when it has none.
+    static offsetOf(xhr) {
+      const value = xhr?.getResponseHeader("Upload-Offset");
+      return value != null && /^\d+$/.test(value) ? Number(value) : null;
     }
 
     async send() {
       let attempt = 0;
+      let resynced = false;  // the last step was a jump to the server's offset, without a wait
       while (this.offset < this.file.size) {
         if (this.paused || this.cancelled) return;
         this.show("Uploading", ["pause", "cancel"]);
@@ -175,15 +188,26 @@
             this,
           );
           if (xhr.status === 204) {
-            this.offset = Number(xhr.getResponseHeader("Upload-Offset"));
+            this.offset = Upload.offsetOf(xhr) ?? base;
             this.progress(this.offset);
             attempt = 0;
+            resynced = false;
             continue;
           }
-          if (xhr.status === 409) {
-            const head = await request("HEAD", this.url, {}, null, null, this);
-            this.offset = Number(head.getResponseHeader("Upload-Offset"));
-            continue;
+          if (xhr.status === 409 && !resynced) {
+            // The server has another offset (or, the answer to the last part having been
+            // lost, all of it): go on from there, at once but only once in a row.
+            let offset = Upload.offsetOf(xhr);
+            if (offset == null) {
+              const head = await request("HEAD", this.url, {}, null, null, this);
+              offset = head.status === 200 ? Upload.offsetOf(head) : null;
+            }
+            if (offset != null && offset !== base) {
+              this.offset = offset;
+              this.progress(offset);
+              resynced = true;
+              continue;
+            }
           }
           if (xhr.status === 413 && !fromVidbox(xhr) && end - base > MIN_PART) {
             partBytes = Math.max(MIN_PART, Math.floor((end - base) / 2));
@@ -201,7 +225,7 @@
             const detail = "Signed out: sign in again, then choose the same file to resume.";
             throw Object.assign(new Error(detail), { final: true });
           }
-          if (xhr.status >= 400 && xhr.status < 500 && xhr.status !== 423) {
+          if (xhr.status >= 400 && xhr.status < 500 && ![409, 423].includes(xhr.status)) {
             localStorage.removeItem(storeKey(this.file));
             const detail = xhr.status === 413 && !fromVidbox(xhr)
               ? "A proxy in front of vidbox refuses even small parts as too large: raise its " +
@@ -213,18 +237,44 @@
         } catch (error) {
           if (this.paused || this.cancelled) return;
           if (error.final) throw error;
-          const delay = RETRY_DELAYS[Math.min(attempt++, RETRY_DELAYS.length - 1)];
+          resynced = false;
+          const delay = retryDelay(attempt++);
           this.show(`Connection lost, retrying in ${Math.round(delay / 1000)} s…`, ["pause", "cancel"]);
           await new Promise((r) => setTimeout(r, delay));
           if (this.paused || this.cancelled) return;
           const head = await request("HEAD", this.url, {}, null, null, this).catch(() => null);
-          if (head && head.status === 200) this.offset = Number(head.getResponseHeader("Upload-Offset"));
+          const offset = head?.status === 200 ? Upload.offsetOf(head) : null;
+          if (offset != null) {
+            this.offset = offset;
+            this.progress(offset);
+          }
         }
       }
       localStorage.removeItem(storeKey(this.file));
       this.progress(this.file.size);
       this.show("Uploaded — processing");
       this.el.classList.add("done");
+      this.followVideo();
+    }
+
+    // Once sent, the card follows its video through processing, from the page's event stream.
+    followVideo() {
+      if (!this.videoId) return;
+      following.set(this.videoId, this);
+      const seen = latest.get(this.videoId);
+      if (seen) this.showVideo(seen);
+    }
+
+    showVideo(video) {
+      if (this.cancelled || !this.el.classList.contains("done")) return;
+      if (video.status === "PROCESSING") {
+        this.show(`Uploaded — processing ${video.progress}%`);
+      } else if (video.status === "READY") {
+        this.show(video.progress < 100 ? `Ready · HD ${video.progress}%` : "Ready");
+      } else if (video.status === "FAILED") {
+        this.show(video.error || "Processing failed.");
+        this.el.classList.replace("done", "failed");
+      }
     }
 
     pause() {
@@ -300,13 +350,15 @@
       const url = localStorage.getItem(key);
       const head = await request("HEAD", url, {}).catch(() => null);
       if (!head) continue;  // the server is unreachable now: ask again on the next visit
-      if (head.status !== 200) {
-        localStorage.removeItem(key);  // finished, cancelled or expired meanwhile
+      const offset = Number(head.getResponseHeader("Upload-Offset"));
+      const length = Number(head.getResponseHeader("Upload-Length"));
+      // Cancelled or expired meanwhile, or complete: the answer to its last part was lost
+      // (HEAD keeps answering a completed upload, with every byte there).
+      if (head.status !== 200 || offset >= length) {
+        localStorage.removeItem(key);
         continue;
       }
       if (interrupted.has(key) || uploads.some((u) => storeKey(u.file) === key)) continue;
-      const offset = Number(head.getResponseHeader("Upload-Offset"));
-      const length = Number(head.getResponseHeader("Upload-Length"));
       const el = template.content.firstElementChild.cloneNode(true);
       el.dataset.interrupted = "";
       el.querySelector(".name").textContent = key.slice(prefix.length).replace(/:\d+:\d+$/, "");
@@ -334,6 +386,16 @@
   }
   showInterrupted();
 
+  vidbox.events().addEventListener("video", (event) => {
+    const video = JSON.parse(event.data);
+    latest.set(video.id, video);
+    following.get(video.id)?.showVideo(video);
+  });
+  vidbox.events().addEventListener("deleted", (event) => {
+    const upload = following.get(JSON.parse(event.data).id);
+    if (upload) upload.show("Deleted");
+  });
+
   // Leaving the page stops the upload; it can be resumed, but only by choosing the file again.
   window.addEventListener("beforeunload", (event) => {
     if (uploads.some(running)) event.preventDefault();
@@ -353,4 +415,11 @@
   zone.addEventListener("keydown", (e) => {
     if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
   });
+
+  // Files chosen before the page's scripts have all run would be lost (nobody listens yet):
+  // the zone says when it takes them, once every script of the page (the dashboard's too,
+  // which draws the new video's row) has run. Tests wait for it; CSS can show it.
+  const ready = () => { zone.dataset.ready = "true"; };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready);
+  else ready();
 })();
