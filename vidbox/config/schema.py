@@ -52,11 +52,11 @@ def _rungs_problem(rungs: list[str]) -> str | None:
 
 
 def _formats_problem(formats: list[str]) -> str | None:
-    from vidbox.uploads.validation import FAMILIES
+    from vidbox.uploads.validation import DISPLAY_NAMES as KNOWN
 
-    unknown = [f for f in formats if f not in FAMILIES]
+    unknown = [f for f in formats if f not in KNOWN]
     if unknown:
-        return f"unknown format {unknown[0]!r}; known: {', '.join(FAMILIES)}"
+        return f"unknown format {unknown[0]!r}; known: {', '.join(KNOWN)}"
     return None if formats else "at least one format is needed"
 
 
