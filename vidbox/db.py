@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.cache import TTLCache
+from vidbox.diskspace import DiskFull, EmergencySpace, is_disk_full
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # How long another process may still accept a token this one revoked (see vidbox.cache).
@@ -109,6 +110,7 @@ class Database:
         self._read_sessions = async_sessionmaker(
             self._read, class_=AsyncSession, expire_on_commit=False
         )
+        self.emergency = EmergencySpace(path.parent / f"{path.name}.emergency-space")
         # Signed-in principals by token hash; every revocation through this handle clears it.
         self.auth_cache: TTLCache[Any] = TTLCache(ttl=AUTH_CACHE_SECONDS)
         # Video rows for media requests (a player fetches a segment every few seconds).
@@ -116,12 +118,20 @@ class Database:
 
     async def migrate(self) -> None:
         await asyncio.to_thread(migrate_sync, self.path)
+        await asyncio.to_thread(self.emergency.ensure)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A write session: commits when the block ends without error, else rolls back."""
-        async with self._write_sessions() as session, session.begin():
-            yield session
+        """A write session: commits when the block ends without error, else rolls back. A
+        full disk is a 507 for the client, and frees the emergency space for the next try."""
+        try:
+            async with self._write_sessions() as session, session.begin():
+                yield session
+        except sa.exc.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.emergency.release()
+            raise DiskFull() from exc
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

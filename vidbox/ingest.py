@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from vidbox.diskspace import DiskFull, free_bytes
 from vidbox.errors import BadRequest, Conflict, NotFound
 from vidbox.logs import log_fields
 from vidbox.models import Upload, User, Video, new_id, utcnow
@@ -68,6 +69,24 @@ async def _extend_expiry(services: Services, upload: Upload) -> datetime:
     return expires_at
 
 
+def check_room(services: Services, length: int) -> None:
+    """Refuse an upload that would leave less than the reserve free, or while the database's
+    emergency space cannot be put back: the disk must keep room for the database, processing
+    and the uploads already under way."""
+    root = services.spool.root
+    free = free_bytes(root)
+    # The emergency space given up when the disk filled comes back first.
+    emergency_back = services.db.emergency.ensure()
+    if free - length < services.settings.uploads.reserve_bytes or not emergency_back:
+        log.warning(
+            "upload refused: free space is below the reserve",
+            extra=log_fields(folder=str(root), free=free, length=length),
+        )
+        raise DiskFull(
+            "The server is low on free space, so new uploads are paused until some is freed."
+        )
+
+
 async def create_upload(
     services: Services, user: User, *, length: int, metadata: dict[str, str]
 ) -> UploadState:
@@ -75,6 +94,7 @@ async def create_upload(
     if length == 0:
         raise BadRequest("The file is empty.")
     check_size(services, length)
+    check_room(services, length)
     filename = metadata.get("filename") or metadata.get("name") or ""
     declared = metadata.get("filetype") or metadata.get("type") or ""
     check_declared(filename or "video", declared, services.settings.uploads.allowed_formats)
@@ -231,6 +251,7 @@ async def receive_one_shot(
     limit = services.settings.uploads.max_bytes
     if content_length is not None and content_length > limit + 64 * 1024:
         check_size(services, content_length)
+    check_room(services, content_length or 0)
     spool_id = new_id()
     size = await services.spool.stream_to_spool(spool_id, chunks, max_bytes=limit, direct=direct)
     data_path = services.spool.data_path(spool_id)

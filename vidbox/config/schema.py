@@ -165,6 +165,12 @@ class UploadSettings:
     expire_hours: int = option(
         24, "Unfinished resumable uploads are deleted after this many idle hours.", min=1
     )
+    reserve_bytes: int = option(
+        256 * MiB,
+        "New uploads are refused (507) when they would leave less free space than this on "
+        "the disk the uploads folder is on, so the database and processing keep room to work.",
+        min=0,
+    )
     part_bytes: int = option(
         64 * MiB,
         "The web UI sends a video in requests of this many bytes. Keep it below the body "
