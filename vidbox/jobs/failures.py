@@ -6,9 +6,11 @@ from __future__ import annotations
 import errno
 import re
 
+from sqlmodel import select
+
 from vidbox.db import Database
 from vidbox.jobs import JobContext
-from vidbox.models import Video, VideoStatus, utcnow
+from vidbox.models import Rendition, Video, VideoStatus, utcnow
 
 MAX_ERROR_CHARS = 400
 WAITING_FOR_DISK = (
@@ -44,6 +46,15 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def what_plays(rungs: list[Rendition]) -> str:
+    """What a READY video whose processing stopped early still offers, in a sentence."""
+    if not rungs or all(r.copied for r in rungs):
+        return "Only the original quality is available."
+    names = [r.name for r in sorted(rungs, key=lambda r: r.height)]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"Only {listed} {'is' if len(names) == 1 else 'are'} available."
+
+
 async def record_failure(db: Database, video_id: str, reason: str) -> None:
     """FAILED with the sentence, unless the video already plays from its copied rung: then it
     stays READY at its own quality and the sentence says what is missing."""
@@ -53,8 +64,9 @@ async def record_failure(db: Database, video_id: str, reason: str) -> None:
             return
         reason = scrub_paths(reason)
         if video.status == VideoStatus.READY:
+            rungs = await session.exec(select(Rendition).where(Rendition.video_id == video_id))
             video.progress = 100
-            video.error = f"Only the original quality is available. {reason}"
+            video.error = f"{what_plays(list(rungs))} {reason}"
         else:
             video.status, video.error = VideoStatus.FAILED, reason
         session.add(video)
