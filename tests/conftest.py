@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import LiveServer, start_server
+from tests.support import LiveServer, small_filesystem, start_server
 from vidbox.config import Settings, load_settings
 
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(env: dict[str, str] | None = None, *, data_dir: Path | None = None) -> Settings:
-        return load_settings(data_dir=data_dir or tmp_path / "data", environ=env or {})
+        # No free-space reserve unless a test asks for one: tests fill small file systems on
+        # purpose, and a CI machine may have less than the default free.
+        environ = {"VIDBOX_UPLOADS__RESERVE_BYTES": "0", **(env or {})}
+        return load_settings(data_dir=data_dir or tmp_path / "data", environ=environ)
 
     return make
 
@@ -58,16 +60,5 @@ def moto_endpoint() -> Iterator[str]:
 def small_spool(settings: Settings) -> Iterator[Path]:
     """The spool on a 2 MiB file system of its own, which uploads fill up (needs root to
     mount; the test is skipped elsewhere)."""
-    spool = settings.spool_dir
-    spool.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(spool)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_filesystem(settings.spool_dir, "2m") as spool:
         yield spool
-    finally:
-        subprocess.run(["umount", "-l", str(spool)], check=False)
