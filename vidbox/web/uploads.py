@@ -11,13 +11,13 @@ from starlette.routing import Route
 from vidbox import ingest
 from vidbox.errors import BadRequest, PreconditionFailed, UnsupportedMediaType, VidboxError
 from vidbox.ingest import UploadState
+from vidbox.timefmt import http_date
 from vidbox.uploads.tus import (
     CHECKSUM_ALGORITHMS,
     TUS_CONTENT_TYPE,
     TUS_EXTENSIONS,
     TUS_VERSION,
     UnsupportedChecksumAlgorithm,
-    http_date,
     parse_checksum,
     parse_size,
     parse_upload_metadata,
