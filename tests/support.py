@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,6 +78,17 @@ def start_server(
 
 
 PASSWORD = "correct horse battery"
+
+
+def logged_setup_token(records: Iterable[logging.LogRecord]) -> str:
+    """The token of the one-time setup link an empty box logs at start, read from the log as
+    the person at the console reads it (``caplog.records``, or ``caplog.get_records("setup")``
+    for a server started by a fixture)."""
+    for record in records:
+        url = str(getattr(record, "fields", {}).get("url", ""))
+        if "/setup?token=" in url:
+            return url.rpartition("token=")[2]
+    raise AssertionError("the server logged no setup link")
 
 
 def add_user(

@@ -72,7 +72,7 @@ def video_json(video: Video, renditions: list[Rendition]) -> dict[str, Any]:
         "status": video.status,
         "progress": video.progress,
         "error": video.error,
-        # Optional additions to the DESIGN.md shape (issue 15): what a READY video's
+        # Optional additions to the DESIGN.md shape: what a READY video's
         # renditions lack. warnings: damage found while encoding; left_out: tracks only the
         # original download has.
         "warnings": list(video.warnings or []),

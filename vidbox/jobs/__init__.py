@@ -2,9 +2,9 @@
 
 A job is a row in the ``jobs`` table (see vidbox.models.Job). Code that wants work done calls
 ``vidbox.jobs.queue.enqueue(session, kind, payload, ...)`` inside its own transaction, so the job
-exists exactly when the change that asked for it is committed. ``JobRunner`` (queue.py) claims
-runnable jobs atomically, runs the handler registered for their kind with a ``JobContext``, and
-records the outcome:
+exists exactly when the change that asked for it is committed. ``JobRunner`` (runner.py) claims
+runnable jobs atomically, runs the handler registered for their kind (a ``JobHandler``, or a
+bare function for a kind with no gave-up hook) with a ``JobContext``, and records the outcome:
 
 - the handler returns: the job succeeded;
 - it raises ``PermanentJobError``: the job failed for good (e.g. unreadable media), no retry;

@@ -7,7 +7,8 @@ from vidbox.errors import VidboxError
 
 
 class UploadError(VidboxError):
-    """An upload was refused: the groups the spool's refusals, which cleanup code ignores."""
+    """An upload was refused. The base of the spool's refusals, so cleanup code that races a
+    request (a locked or vanished upload) can ignore them all."""
 
     status = 400
     default_detail = "The upload was refused."

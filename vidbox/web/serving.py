@@ -8,8 +8,6 @@ A missing object raises ``ObjectNotFound``; the app's error handlers turn that i
 
 from __future__ import annotations
 
-import mimetypes
-import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,32 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_CACHE: Final = "private, max-age=0, must-revalidate"
 UNSATISFIABLE: Final = "unsatisfiable"
 
-CONTENT_TYPES: Final = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".m4s": "video/mp4",
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".webm": "video/webm",
-    ".mkv": "video/x-matroska",
-    ".avi": "video/x-msvideo",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".vtt": "text/vtt",
-    ".json": "application/json",
-}
-
 _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
-# Unicode categories that must never reach a file name: controls (NUL, newlines), format
-# characters (bidi overrides such as U+202E, zero-width joiners), surrogates, private use,
-# unassigned, and line/paragraph separators.
-
-
-def content_type_for(key: str) -> str:
-    ext = os.path.splitext(key)[1].lower()
-    return CONTENT_TYPES.get(ext) or mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
