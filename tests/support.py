@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,6 +80,17 @@ def start_server(
 
 
 PASSWORD = "correct horse battery"
+
+
+def logged_setup_token(records: Iterable[logging.LogRecord]) -> str:
+    """The token of the one-time setup link an empty box logs at start, read from the log as
+    the person at the console reads it (``caplog.records``, or ``caplog.get_records("setup")``
+    for a server started by a fixture)."""
+    for record in records:
+        url = str(getattr(record, "fields", {}).get("url", ""))
+        if "/setup?token=" in url:
+            return url.rpartition("token=")[2]
+    raise AssertionError("the server logged no setup link")
 
 
 def add_user(

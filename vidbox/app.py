@@ -82,7 +82,6 @@ def create_app(settings: Settings) -> Starlette:
             services.runner = runner
             await runner.start()
             token = await issue_setup_token(services.db)
-            app.state.setup_token = token
             if token:
                 log.warning(
                     "No account exists yet. Open this one-time link to create the first admin",

@@ -61,11 +61,6 @@ class NotFound(VidboxError):
     default_detail = "Not found."
 
 
-class MethodNotAllowed(VidboxError):
-    status = 405
-    default_detail = "This method is not allowed here."
-
-
 class Conflict(VidboxError):
     status = 409
     default_detail = "This conflicts with the current state."
@@ -89,11 +84,6 @@ class PayloadTooLarge(VidboxError):
 class UnsupportedMediaType(VidboxError):
     status = 415
     default_detail = "This type of content is not accepted."
-
-
-class Locked(VidboxError):
-    status = 423
-    default_detail = "Another request is writing this resource; try again in a moment."
 
 
 class TooManyRequests(VidboxError):

@@ -20,7 +20,14 @@ from vidbox.errors import BadRequest, Conflict, NotFound
 from vidbox.logs import log_fields
 from vidbox.models import Upload, User, Video, new_id, utcnow
 from vidbox.services import Services
-from vidbox.uploads import HEAD_BYTES, UploadComplete, UploadError, check_declared, check_upload
+from vidbox.uploads import (
+    HEAD_BYTES,
+    NotAVideo,
+    TooLarge,
+    UploadComplete,
+    check_declared,
+    check_upload,
+)
 from vidbox.uploads.files import Chunk, DirectBody
 from vidbox.uploads.validation import content_container
 from vidbox.videos import check_quota, check_size, new_video, start_processing
@@ -181,9 +188,7 @@ async def append(
         # With the offset, so a client that missed the last 204 learns it is done.
         raise UploadComplete(upload.length)
     if content_length is not None and offset + content_length > upload.length:
-        raise UploadError(
-            f"This part would go past the declared length of {upload.length} bytes.", status=413
-        )
+        raise TooLarge(f"This part would go past the declared length of {upload.length} bytes.")
     new_offset = await services.spool.append(
         upload.id, offset, body, length=upload.length, checksum=checksum, direct=direct
     )
@@ -205,7 +210,7 @@ async def _check_content(services: Services, user: User, upload: Upload) -> str:
     head = await asyncio.to_thread(_read_head, services, upload.id)
     try:
         return content_container(head, services.settings.uploads.allowed_formats)
-    except UploadError:
+    except NotAVideo:
         await terminate(services, user, upload.id)
         raise
 

@@ -19,8 +19,9 @@ from vidbox.errors import NotFound, PayloadTooLarge, ValidationFailed
 from vidbox.jobs import MEDIA_LANE
 from vidbox.jobs.queue import enqueue
 from vidbox.logs import log_fields
-from vidbox.models import Rendition, Upload, User, Video, VideoStatus, utcnow
+from vidbox.models import Rendition, Upload, User, Video, VideoStatus
 from vidbox.services import Services
+from vidbox.timefmt import iso_z
 from vidbox.uploads import UploadError, clean_filename
 
 log = logging.getLogger("vidbox.videos")
@@ -43,10 +44,6 @@ def thumbnail_key(video: Video) -> str:
 
 def hls_key(video: Video, path: str) -> str:
     return f"{video_prefix(video)}hls/{path}"
-
-
-def _iso(moment: Any) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def default_title(filename: str) -> str:
@@ -75,7 +72,7 @@ def video_json(video: Video, renditions: list[Rendition]) -> dict[str, Any]:
         "status": video.status,
         "progress": video.progress,
         "error": video.error,
-        # Optional additions to the DESIGN.md shape (issue 15): what a READY video's
+        # Optional additions to the DESIGN.md shape: what a READY video's
         # renditions lack. warnings: damage found while encoding; left_out: tracks only the
         # original download has.
         "warnings": list(video.warnings or []),
@@ -83,8 +80,8 @@ def video_json(video: Video, renditions: list[Rendition]) -> dict[str, Any]:
         "duration_seconds": video.duration_seconds,
         "width": video.width,
         "height": video.height,
-        "created_at": _iso(video.created_at),
-        "ready_at": _iso(video.ready_at),
+        "created_at": iso_z(video.created_at),
+        "ready_at": iso_z(video.ready_at),
         "thumbnail_url": f"{base}/thumbnail.jpg" if video.thumbnail_key else None,
         "hls_url": f"{base}/hls/master.m3u8" if ready and renditions else None,
         "download_url": f"{base}/download" if video.original_key else None,
@@ -164,7 +161,7 @@ async def rename(services: Services, user: User, video_id: str, title: str) -> d
     title = check_title(title)
     async with services.db.session() as session:
         video = await get_owned(session, user, video_id)
-        video.title, video.updated_at = title, utcnow()
+        video.title = title
         session.add(video)
         renditions = await renditions_of(session, [video.id])
     return video_json(video, renditions[video.id])
@@ -215,7 +212,7 @@ def new_video(user: User, *, filename: str, title: str, size: int, content_type:
 
 async def start_processing(session: AsyncSession, video: Video, spool_id: str) -> None:
     """The last byte is in: hand the video to the queue (same transaction as the status)."""
-    video.status, video.progress, video.updated_at = VideoStatus.PROCESSING, 0, utcnow()
+    video.status, video.progress = VideoStatus.PROCESSING, 0
     session.add(video)
     await enqueue(
         session,

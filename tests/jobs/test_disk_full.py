@@ -23,7 +23,7 @@ from tests.support import (
     wait_until,
 )
 from vidbox.config import Settings
-from vidbox.jobs import MEDIA_LANE, JobContext, WaitingForDisk
+from vidbox.jobs import MEDIA_LANE, JobContext, JobHandler, WaitingForDisk
 from vidbox.jobs.failures import WAITING_FOR_DISK, gave_up_sentence, is_disk_full, scrub_paths
 from vidbox.jobs.outcomes import describe_error
 from vidbox.jobs.queue import enqueue
@@ -102,8 +102,8 @@ def test_waiting_for_disk_ends_after_a_day(settings: Settings) -> None:
             async def on_gave_up(ctx: JobContext, message: str) -> None:
                 messages.append(message)
 
-            full.on_gave_up = on_gave_up  # type: ignore[attr-defined]
-            runner = JobRunner(services, {"full": full}, startup_jobs=())
+            handler = JobHandler(full, on_gave_up=on_gave_up)
+            runner = JobRunner(services, {"full": handler}, startup_jobs=())
             async with services.db.session() as session:
                 job = await enqueue(session, "full", {}, lane=MEDIA_LANE, max_attempts=2)
             for _ in range(3):  # more waits than max_attempts: none of them counts

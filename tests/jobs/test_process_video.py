@@ -496,7 +496,7 @@ def test_transient_failures_are_retried_then_reported(
             assert services.spool.data_path(item.spool_id).exists()  # kept for the retry
             assert work_dirs(settings) == []
 
-            assert process_video.on_gave_up is on_gave_up  # type: ignore[attr-defined]
+            assert HANDLERS["process_video"].on_gave_up is on_gave_up
             await on_gave_up(item.ctx, "The disk is full.\n[out#0/hls] Error muxing a packet")
             video = await item.video()
             assert video.status == VideoStatus.FAILED
@@ -627,7 +627,7 @@ def test_master_playlist_starts_near_720p_then_lists_by_bandwidth() -> None:
     ]
     assert "BANDWIDTH=900000,AVERAGE-BANDWIDTH=700000,RESOLUTION=320x240" in text
     assert list(HANDLERS) == ["process_video"]
-    assert HANDLERS["process_video"] is process_video
+    assert HANDLERS["process_video"].run is process_video
 
 
 def test_progress_writes_are_throttled_and_only_forward(

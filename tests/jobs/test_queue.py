@@ -11,7 +11,14 @@ import pytest
 
 from tests.jobs.helpers import all_jobs, get_job, make_due, run, set_job
 from vidbox.config import Settings
-from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, PermanentJobError
+from vidbox.jobs import (
+    MEDIA_LANE,
+    SMALL_LANE,
+    Handler,
+    JobContext,
+    JobHandler,
+    PermanentJobError,
+)
 from vidbox.jobs.admin import list_jobs, queue_stats, retry_job
 from vidbox.jobs.outcomes import describe_error
 from vidbox.jobs.queue import (
@@ -182,7 +189,8 @@ def test_transient_failures_back_off_then_die_and_an_admin_can_retry(settings: S
                 job = await enqueue(session, "mail", {}, max_attempts=3)
             assert job.id is not None
             mail = FlakyMail()
-            runner = JobRunner(services, {"mail": mail}, rng=random.Random(1))
+            handler = JobHandler(mail, on_gave_up=mail.on_gave_up)
+            runner = JobRunner(services, {"mail": handler}, rng=random.Random(1))
 
             delays = []
             for attempt in (1, 2):
@@ -245,13 +253,13 @@ def test_permanent_error_fails_at_once_and_tells_the_handler(settings: Settings)
     async def on_gave_up(ctx: JobContext, message: str) -> None:
         gave_up.append((ctx.job_id, ctx.attempt, message))
 
-    probe.on_gave_up = on_gave_up  # type: ignore[attr-defined]
+    handler = JobHandler(probe, on_gave_up=on_gave_up)
 
     async def go() -> None:
         async with open_services(settings) as services:
             async with services.db.session() as session:
                 job = await enqueue(session, "probe", {}, lane=MEDIA_LANE)
-            await JobRunner(services, {"probe": probe}).run_until_idle(timeout=20)
+            await JobRunner(services, {"probe": handler}).run_until_idle(timeout=20)
             row = await get_job(services.db, job.id)
             assert row is not None
             assert (row.state, row.attempts) == (JobState.FAILED, 1)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs.helpers import all_jobs, eventually, get_job, run, set_job, wait_event
 from vidbox.config import Settings
-from vidbox.jobs import MEDIA_LANE, JobContext
+from vidbox.jobs import MEDIA_LANE, JobContext, JobHandler
 from vidbox.jobs.cleanup import CLEANUP_INTERVAL, CLEANUP_KIND, HANDLERS
 from vidbox.jobs.queue import cancel_video_jobs, enqueue
 from vidbox.jobs.runner import JobRunner
@@ -226,7 +226,7 @@ def test_a_job_that_kills_its_process_every_time_ends_dead(settings: Settings) -
             async def on_gave_up(ctx: JobContext, message: str) -> None:
                 gave_up.append(message)
 
-            transcode.on_gave_up = on_gave_up  # type: ignore[attr-defined]
+            handler = JobHandler(transcode, on_gave_up=on_gave_up)
             async with db.session() as session:
                 job = await enqueue(session, "transcode", {}, lane=MEDIA_LANE, max_attempts=2)
             await set_job(
@@ -237,7 +237,7 @@ def test_a_job_that_kills_its_process_every_time_ends_dead(settings: Settings) -
                 worker="gone:1:dead/media0",
                 lease_until=utcnow() - timedelta(seconds=1),
             )
-            await JobRunner(services, {"transcode": transcode}).run_until_idle(timeout=20)
+            await JobRunner(services, {"transcode": handler}).run_until_idle(timeout=20)
             assert calls == []
             row = await get_job(db, job.id)
             assert row is not None

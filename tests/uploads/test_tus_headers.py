@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from vidbox.timefmt import http_date
 from vidbox.uploads.tus import (
     CHECKSUM_ALGORITHMS,
     TUS_EXTENSIONS,
     TUS_VERSION,
     UnsupportedChecksumAlgorithm,
     encode_upload_metadata,
-    http_date,
     parse_checksum,
     parse_size,
     parse_upload_metadata,

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import pytest
 
 from vidbox.config import Settings
+from vidbox.diskspace import DiskFull
 from vidbox.uploads import (
     ChecksumMismatch,
-    DiskFull,
     EmptyUpload,
     OffsetMismatch,
     TooLarge,

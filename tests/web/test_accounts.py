@@ -16,13 +16,16 @@ from tests.support import (
     bearer,
     browser_login,
     csrf_from,
+    logged_setup_token,
     start_server,
 )
 from vidbox.config import Settings
 
 
-def test_setup_token_creates_the_first_admin_once(live: LiveServer) -> None:
-    token = live.app.state.setup_token
+def test_setup_token_creates_the_first_admin_once(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = logged_setup_token(caplog.get_records("setup"))
     assert token
     with live.client() as browser:
         assert browser.get("/setup?token=wrong").status_code == 404

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 from collections.abc import Iterator
 
 import pytest
 from starlette.requests import Request
 from starlette.routing import Route
 
+import vidbox
 from tests.support import LiveServer, start_server
 from vidbox import errors
 from vidbox.app import create_app
 from vidbox.config import Settings
+from vidbox.web.errors import LoginRequired
 from vidbox.web.middleware import loggable_path
 
 RAISED = [
@@ -31,6 +36,34 @@ async def raise_nth(request: Request) -> None:
     raise RAISED[int(request.path_params["n"])][0]
 
 
+def every_error_class() -> list[type[errors.VidboxError]]:
+    """Every VidboxError subclass in the package, wherever it is defined."""
+    for module in pkgutil.walk_packages(vidbox.__path__, "vidbox."):
+        if not module.name.endswith("__main__") and ".migrations." not in module.name:
+            importlib.import_module(module.name)
+    found: list[type[errors.VidboxError]] = []
+    pending = [errors.VidboxError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending += cls.__subclasses__()
+    return found
+
+
+def example(cls: type[errors.VidboxError]) -> errors.VidboxError:
+    """An instance of ``cls``, with 7 for each argument it requires (an offset, a length)."""
+    parameters = inspect.signature(cls).parameters.items()
+    required = {name: 7 for name, param in parameters if param.default is param.empty}
+    return cls(**required)
+
+
+ERROR_CLASSES = {cls.__qualname__: cls for cls in every_error_class()}
+
+
+async def raise_named(request: Request) -> None:
+    raise example(ERROR_CLASSES[request.path_params["name"]])
+
+
 async def crash(request: Request) -> None:
     raise RuntimeError("secret internal detail")
 
@@ -44,6 +77,7 @@ def server(settings: Settings) -> Iterator[LiveServer]:
     app = create_app(settings)
     app.router.routes += [
         Route("/api/test/raise/{n:int}", raise_nth),
+        Route("/api/test/raise/{name}", raise_named),
         Route("/api/test/crash", crash),
         Route("/api/test/invalid", invalid),
         Route("/test/page-crash", crash),
@@ -61,6 +95,26 @@ def test_every_error_is_detail_json_with_its_status(server: LiveServer) -> None:
             assert response.headers["content-type"] == "application/json"
             assert response.json() == {"detail": exc.detail}
         assert client.get("/api/test/raise/8").headers["retry-after"] == "7"
+
+
+def test_every_error_class_has_a_status_and_the_one_json_shape(server: LiveServer) -> None:
+    # Upload and disk errors included: one root, so one handler renders them all.
+    assert {"UploadError", "UploadLocked", "OffsetMismatch", "DiskFull"} <= set(ERROR_CLASSES)
+    with server.client() as client:
+        for name, cls in ERROR_CLASSES.items():
+            exc = example(cls)
+            assert 400 <= exc.status < 600, name
+            body = exc.body()
+            assert set(body) <= {"detail", "errors"}, name
+            assert isinstance(body["detail"], str) and body["detail"].endswith("."), name
+            if cls is LoginRequired:
+                continue  # answered with a redirect to the sign-in page instead
+            response = client.get(f"/api/test/raise/{name}")
+            assert response.status_code == exc.status, name
+            assert response.headers["content-type"] == "application/json", name
+            assert response.json() == body, name
+            for header, value in exc.headers.items():
+                assert response.headers[header] == value, name
 
 
 def test_validation_errors_name_the_field(server: LiveServer) -> None:

@@ -11,7 +11,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import add_user, api_login, bearer, clean_env, csrf_from, run_cli, wait_until
+from tests.support import (
+    add_user,
+    api_login,
+    bearer,
+    clean_env,
+    csrf_from,
+    logged_setup_token,
+    run_cli,
+    wait_until,
+)
 from tests.web.test_share_support import HTML, Smtp, mail_settings, serve, tus_video
 
 ANN, BOB = "ann@example.org", "bob@example.org"
@@ -82,14 +91,14 @@ def test_mailed_links_ignore_the_host_header(
 
 
 def test_on_every_address_mail_uses_the_origin_setup_was_done_on(
-    tmp_path: Path, smtp: Smtp
+    tmp_path: Path, smtp: Smtp, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = mail_settings(
         tmp_path / "data", smtp.port, VIDBOX_SERVER__BASE_URL="", VIDBOX_SERVER__HOST="0.0.0.0"
     )
     live = serve(settings)  # the test server itself binds loopback only
     try:
-        token = live.app.state.setup_token
+        token = logged_setup_token(caplog.records)
         admin_host = {"Host": "videos.lan:8080"}
         with live.client() as client:
             page = client.get(f"/setup?token={token}", headers=admin_host)

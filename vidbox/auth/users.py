@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from vidbox.auth.passwords import hash_password, password_problem
 from vidbox.errors import Conflict, NotFound, ValidationFailed
 from vidbox.models import User
+from vidbox.timefmt import iso_z
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]{2,}$")
 
@@ -57,7 +58,7 @@ def user_json(user: User) -> dict[str, Any]:
         "name": user.name,
         "is_admin": user.is_admin,
         "disabled": user.disabled,
-        "created_at": user.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_z(user.created_at),
     }
 
 

@@ -35,10 +35,6 @@ VERIFY_HOURS = 48
 RESEND_PER_USER = 5
 RESEND_WINDOW = timedelta(hours=1)
 
-NOT_VERIFIED = (
-    "Confirm your email address: videos shared privately with it show up here only once you "
-    "have opened the link we mailed to it."
-)
 LINK_INVALID = "This confirmation link is not valid. Ask for a new one from your account."
 LINK_EXPIRED = (
     f"This confirmation link has expired: they work for {VERIFY_HOURS} hours. "

@@ -2,9 +2,9 @@
 
 A job is a row in the ``jobs`` table (see vidbox.models.Job). Code that wants work done calls
 ``vidbox.jobs.queue.enqueue(session, kind, payload, ...)`` inside its own transaction, so the job
-exists exactly when the change that asked for it is committed. ``JobRunner`` (queue.py) claims
-runnable jobs atomically, runs the handler registered for their kind with a ``JobContext``, and
-records the outcome:
+exists exactly when the change that asked for it is committed. ``JobRunner`` (runner.py) claims
+runnable jobs atomically, runs the handler registered for their kind (a ``JobHandler``, or a
+bare function for a kind with no gave-up hook) with a ``JobContext``, and records the outcome:
 
 - the handler returns: the job succeeded;
 - it raises ``PermanentJobError``: the job failed for good (e.g. unreadable media), no retry;
@@ -53,7 +53,27 @@ class JobContext:
     set_time_limit: Callable[[float], None] = field(default=_no_limit)
 
 
-Handler = Callable[[JobContext], Awaitable[None]]
+JobFunction = Callable[[JobContext], Awaitable[None]]
+GaveUpHook = Callable[[JobContext, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobHandler:
+    """A kind's code: ``run`` does one attempt; ``on_gave_up``, when set, is awaited with the
+    final sentence once the runner stops retrying (the job is FAILED or DEAD), before the row
+    is marked, so it can say why on whatever the job was for."""
+
+    run: JobFunction
+    on_gave_up: GaveUpHook | None = None
+
+
+# A kind without a gave-up hook may be registered as its bare function.
+Handler = JobFunction | JobHandler
+
+
+def job_handler(handler: Handler) -> JobHandler:
+    return handler if isinstance(handler, JobHandler) else JobHandler(handler)
+
 
 # Lanes have separate concurrency limits so mail never waits behind a transcode.
 MEDIA_LANE = "media"

@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from vidbox.db import Database
 from vidbox.jobs import JobContext
-from vidbox.models import Rendition, Video, VideoStatus, utcnow
+from vidbox.models import Rendition, Video, VideoStatus
 
 MAX_ERROR_CHARS = 400
 WAITING_FOR_DISK = (
@@ -90,7 +90,7 @@ async def show_waiting_for_disk(db: Database, video_id: str) -> None:
         video = await session.get(Video, video_id)
         if video is None or video.error == WAITING_FOR_DISK:
             return
-        video.error, video.updated_at = WAITING_FOR_DISK, utcnow()
+        video.error = WAITING_FOR_DISK
         session.add(video)
 
 

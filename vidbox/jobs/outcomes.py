@@ -4,7 +4,6 @@ hook, the log line. Used by JobRunner (vidbox.jobs.runner), which decides when j
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import time
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from vidbox.jobs import Handler, JobContext, PermanentJobError, WaitingForDisk
+from vidbox.jobs import JobContext, JobHandler, PermanentJobError, WaitingForDisk
 from vidbox.jobs.queue import (
     DISK_WAIT_SECONDS,
     mark_failed,
@@ -76,7 +75,7 @@ def describe_error(exc: BaseException) -> str:
 async def settle(
     db: Database,
     running: RunningJob,
-    handler: Handler,
+    handler: JobHandler,
     ctx: JobContext,
     *,
     worker: str,
@@ -127,7 +126,7 @@ async def settle(
 
 async def give_up(
     db: Database,
-    handler: Handler,
+    handler: JobHandler,
     ctx: JobContext,
     job: Job,
     message: str,
@@ -139,13 +138,10 @@ async def give_up(
     """Mark a job FAILED or DEAD after running its handler's on_gave_up hook."""
     # The hook runs before the row is marked: if the process dies in between, the job is
     # reclaimed and given up on again, so a video is never left "processing" forever.
-    hook = getattr(handler, "on_gave_up", None)
-    if hook is not None:
+    if handler.on_gave_up is not None:
         try:
             async with asyncio.timeout(GAVE_UP_HOOK_SECONDS):
-                result = hook(ctx, message)
-                if inspect.isawaitable(result):
-                    await result
+                await handler.on_gave_up(ctx, message)
         except Exception:
             log.exception(
                 "the job's on_gave_up hook failed",

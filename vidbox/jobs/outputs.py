@@ -44,7 +44,6 @@ async def update_video(db: Database, video_id: str, **fields: Any) -> Video:
             raise VideoGone(video_id)
         for name, value in fields.items():
             setattr(video, name, value)
-        video.updated_at = utcnow()
         session.add(video)
     return video
 
@@ -57,7 +56,6 @@ async def mark_ready(db: Database, video_id: str, *, progress: int) -> Video:
             raise VideoGone(video_id)
         video.status, video.error, video.progress = VideoStatus.READY, None, progress
         video.ready_at = video.ready_at or utcnow()
-        video.updated_at = utcnow()
         session.add(video)
     return video
 

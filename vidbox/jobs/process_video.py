@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from vidbox.config.schema import ProcessingSettings
-from vidbox.jobs import JobContext, PermanentJobError, WaitingForDisk
+from vidbox.jobs import JobContext, JobHandler, PermanentJobError, WaitingForDisk
 from vidbox.jobs.failures import (
     MAX_ERROR_CHARS,
     gave_up_sentence,
@@ -126,9 +126,7 @@ async def process_video(ctx: JobContext) -> None:
         await remove_tree(work_dir)
 
 
-process_video.on_gave_up = on_gave_up  # type: ignore[attr-defined]
-
-HANDLERS = {PROCESS_VIDEO: process_video}
+HANDLERS: dict[str, JobHandler] = {PROCESS_VIDEO: JobHandler(process_video, on_gave_up=on_gave_up)}
 __all__ = ["MAX_ERROR_CHARS", "gave_up_sentence", "on_gave_up", "process_video", "record_failure"]
 
 

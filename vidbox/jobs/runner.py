@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext
+from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, job_handler
 from vidbox.jobs.leftovers import RunnerLock, recover_dead_runners, sweep_work_dirs
 from vidbox.jobs.outcomes import (
     CANCELLED,
@@ -89,7 +89,7 @@ class JobRunner:
         so one of each is always scheduled (the cleanup handler schedules its next run)."""
         settings = services.settings
         self.services = services
-        self.handlers = dict(handlers)
+        self.handlers = {kind: job_handler(handler) for kind, handler in handlers.items()}
         self.concurrency = {
             MEDIA_LANE: settings.processing.concurrency,
             SMALL_LANE: DEFAULT_SMALL_CONCURRENCY,
@@ -333,7 +333,7 @@ class JobRunner:
             log_finish(fields, started, outcome, error)
             return
 
-        task = asyncio.create_task(handler(ctx), name=f"job-{job.id}-{job.kind}")
+        task = asyncio.create_task(handler.run(ctx), name=f"job-{job.id}-{job.kind}")
         running = RunningJob(job, task, group)
         self._running[job.id] = running
         heartbeat = asyncio.create_task(self._heartbeat(running, worker))

@@ -46,15 +46,6 @@ def _limit(payload: dict[str, Any], not_after: datetime | None) -> dict[str, Any
     return payload
 
 
-async def enqueue_mail(
-    session: AsyncSession, mail: OutgoingMail, *, not_after: datetime | None = None
-) -> Job:
-    """Queue a rendered ``mail`` (one that carries no secret) inside the caller's transaction.
-    ``not_after``: past this moment the message is pointless and is dropped, not sent."""
-    payload = _limit({name: getattr(mail, name) for name in _FIELDS}, not_after)
-    return await enqueue(session, SEND_MAIL, payload, max_attempts=MAIL_MAX_ATTEMPTS)
-
-
 async def enqueue_message(
     session: AsyncSession,
     kind: str,
@@ -107,5 +98,3 @@ def mail_handler(builders: Mapping[str, Builder]) -> Handler:
 
 # Rendered mail only; jobs.tasks registers the handler that also builds messages.
 send_mail = mail_handler({})
-
-HANDLERS: dict[str, Handler] = {SEND_MAIL: send_mail}

@@ -18,6 +18,8 @@ from typing import Any
 
 import jinja2
 
+from vidbox.timefmt import human_moment
+
 # Long titles would make subjects that mail clients cut off anyway.
 SUBJECT_TITLE_MAX = 80
 
@@ -51,14 +53,6 @@ def one_line(value: str) -> str:
 
 def _shorten(value: str, limit: int = SUBJECT_TITLE_MAX) -> str:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
-
-
-def _format_moment(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    # Naive datetimes in vidbox are UTC.
-    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return f"{utc.day} {utc:%B %Y, %H:%M} UTC"
 
 
 def _check_url(url: str) -> str:
@@ -111,7 +105,7 @@ def render_share_notification(
         sharer_name=sharer,
         video_title=title,
         url=_check_url(url),
-        expires=_format_moment(expires_at),
+        expires=human_moment(expires_at) if expires_at else None,
     )
 
 
@@ -144,7 +138,7 @@ def render_invite(
         box_name=box,
         inviter_name=inviter,
         url=_check_url(url),
-        expires=_format_moment(expires_at),
+        expires=human_moment(expires_at) if expires_at else None,
     )
 
 

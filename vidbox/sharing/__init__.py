@@ -1,4 +1,4 @@
-"""Share links (issue 8): public and email-only links to one video, with expiry presets.
+"""Share links: public and email-only links to one video, with expiry presets.
 
 - ``links``: the owner's side: create (with mail to listed accounts), list, revoke, JSON.
 - ``access``: the visitor's side: opening a link by its token, who may watch, views, and the

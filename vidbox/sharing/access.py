@@ -37,6 +37,7 @@ from vidbox.sharing.links import (
     share_path,
     token_hash,
 )
+from vidbox.timefmt import human_moment
 
 GRANT_MINUTES = 15
 ACCESS_LINK = "access_link"  # the queued message that carries a grant's sign-in link
@@ -69,10 +70,6 @@ ACCESS_REQUESTED = (
     f"If this address may watch the video, a sign-in link is on its way to it. The link works "
     f"once, for {GRANT_MINUTES} minutes."
 )
-
-
-def _when(moment: datetime) -> str:
-    return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ async def open_link(services: Services, token: str, *, now: datetime | None = No
             raise Gone(REVOKED_LINK)
         if state == EXPIRED and link.expires_at is not None:
             raise Gone(
-                f"This link expired on {_when(link.expires_at)}. "
+                f"This link expired on {human_moment(link.expires_at)}. "
                 "Ask the person who shared it for a new one."
             )
         video = await session.get(Video, link.video_id)

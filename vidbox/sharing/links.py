@@ -22,9 +22,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.auth.users import email_problem, normalise_email
 from vidbox.errors import NotFound, ValidationFailed
+from vidbox.fields import flag_value
 from vidbox.jobs.send_mail import enqueue_message
 from vidbox.models import Notification, ShareLink, User, Video, new_id, utcnow
 from vidbox.services import Services
+from vidbox.timefmt import iso_z
 from vidbox.videos import get_owned
 
 PUBLIC, PRIVATE = "public", "private"
@@ -77,10 +79,6 @@ def link_emails(link: ShareLink) -> list[str]:
     return [str(e) for e in emails] if isinstance(emails, list) else []
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
 def link_json(
     link: ShareLink,
     *,
@@ -96,10 +94,10 @@ def link_json(
         "visibility": link.visibility,
         "emails": link_emails(link),
         "expires_in": link.expires_in,
-        "expires_at": _iso(link.expires_at),
+        "expires_at": iso_z(link.expires_at),
         "status": link_status(link, now),
-        "created_at": _iso(link.created_at),
-        "last_viewed_at": _iso(link.last_viewed_at),
+        "created_at": iso_z(link.created_at),
+        "last_viewed_at": iso_z(link.last_viewed_at),
         "view_count": link.view_count,
         "allow_download": link.allow_download,
     }
@@ -170,19 +168,14 @@ def parse_link_request(body: dict[str, Any]) -> LinkRequest:
     if email_problems:
         errors["emails"] = email_problems
 
-    raw_download = body.get("allow_download", False)
-    allow_download = False
-    if isinstance(raw_download, bool):
-        allow_download = raw_download
-    elif raw_download in ("on", "true", "1"):  # HTML checkboxes
-        allow_download = True
-    elif raw_download not in ("", "false", "0", None):
+    allow_download = flag_value(body.get("allow_download", False))
+    if allow_download is None:
         errors["allow_download"] = ["allow_download must be true or false."]
 
     if errors:
         detail = " ".join(message for messages in errors.values() for message in messages)
         raise ValidationFailed(detail, errors=errors)
-    return LinkRequest(visibility, emails, expires_in, allow_download)
+    return LinkRequest(visibility, emails, expires_in, bool(allow_download))
 
 
 # -- the owner's operations ------------------------------------------------------------------

@@ -10,20 +10,18 @@ from sqlmodel import col, select
 from vidbox.db import Database
 from vidbox.models import Notification, User, utcnow
 from vidbox.services import Services
+from vidbox.timefmt import iso_z
 
 LIST_LIMIT = 50
 
 
 def notification_json(notification: Notification) -> dict[str, Any]:
-    def iso(moment: Any) -> str | None:
-        return moment.isoformat().replace("+00:00", "Z") if moment else None
-
     return {
         "id": notification.id,
         "text": notification.text,
         "url": notification.url,
-        "created_at": iso(notification.created_at),
-        "read_at": iso(notification.read_at),
+        "created_at": iso_z(notification.created_at),
+        "read_at": iso_z(notification.read_at),
         "read": notification.read_at is not None,
     }
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from vidbox.uploads.errors import (
     ChecksumMismatch,
-    DiskFull,
     EmptyUpload,
+    NotAVideo,
     OffsetMismatch,
     TooLarge,
     UploadComplete,
@@ -26,8 +26,8 @@ from vidbox.uploads.validation import (
 __all__ = [
     "HEAD_BYTES",
     "ChecksumMismatch",
-    "DiskFull",
     "EmptyUpload",
+    "NotAVideo",
     "OffsetMismatch",
     "TooLarge",
     "UploadComplete",

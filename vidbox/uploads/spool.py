@@ -46,10 +46,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vidbox.diskspace import DiskFull
 from vidbox.logs import log_fields
 from vidbox.uploads.errors import (
     ChecksumMismatch,
-    DiskFull,
     EmptyUpload,
     OffsetMismatch,
     TooLarge,
@@ -72,6 +72,10 @@ from vidbox.uploads.tus import checksum_algorithm
 # joining them into one buffer first cost a copy of every byte.
 WRITE_BUFFER_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)
+_DISK_FULL_RESUME = (
+    "The server's disk is full. What arrived so far is kept: resume the upload once "
+    "space has been freed."
+)
 _DISK_FULL_ONE_SHOT = "The server's disk is full; send the video again once space has been freed."
 _DISK_FULL_CREATE = "The server's disk is full; no upload can start until space has been freed."
 
@@ -80,7 +84,7 @@ _DATETIME_KEYS = ("created_at", "expires_at")
 
 
 @contextlib.contextmanager
-def _disk_full_refused(root: Path, detail: str | None = None) -> Iterator[None]:
+def _disk_full_refused(root: Path, detail: str = _DISK_FULL_RESUME) -> Iterator[None]:
     """A full disk (or quota) becomes DiskFull, a 507 with a sentence, not a server error,
     and a warning for whoever runs the box."""
     try:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
@@ -112,11 +110,3 @@ def parse_size(header: str | None, name: str) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 19:
         raise ValueError(f"{name} must be a non-negative integer.")
     return int(value)
-
-
-def http_date(moment: datetime) -> str:
-    """RFC 9110 IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``. Naive datetimes are UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    # format_datetime spells day and month names itself, so the locale cannot change them.
-    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)

@@ -7,7 +7,7 @@ passes them in.
 from __future__ import annotations
 
 from vidbox.filenames import clean_filename
-from vidbox.uploads.errors import UploadError
+from vidbox.uploads.errors import NotAVideo
 
 HEAD_BYTES = 4096
 
@@ -112,7 +112,7 @@ def not_a_video_message(allowed: list[str]) -> str:
 
 
 def check_declared(filename: str, declared_type: str | None, allowed: list[str]) -> str:
-    """Refuse (UploadError 415) a name or declared type that is not an allowed video format,
+    """Refuse (NotAVideo, 415) a name or declared type that is not an allowed video format,
     before any byte is sent; returns the extension ("" when there is none)."""
     allowed = [fmt.lower().lstrip(".") for fmt in allowed]
     name = clean_filename(filename)
@@ -121,22 +121,22 @@ def check_declared(filename: str, declared_type: str | None, allowed: list[str])
     if (extension and extension not in allowed) or (
         mime not in UNKNOWN_MIME_TYPES and mime not in MIME_TYPES
     ):
-        raise UploadError(refused_format_message(allowed), status=415)
+        raise NotAVideo(refused_format_message(allowed))
     return extension
 
 
 def content_container(head: bytes, allowed: list[str]) -> str:
     """The container the first bytes of an upload are (mp4, mov, webm, mkv or avi), or
-    UploadError 415 when they are no video at all, or none of the ``allowed`` formats."""
+    NotAVideo (415) when they are no video at all, or none of the ``allowed`` formats."""
     allowed = [fmt.lower().lstrip(".") for fmt in allowed]
     container = sniff_container(head)
     if container is None or container not in allowed:
-        raise UploadError(not_a_video_message(allowed), status=415)
+        raise NotAVideo(not_a_video_message(allowed))
     return container
 
 
 def check_upload(filename: str, declared_type: str | None, head: bytes, allowed: list[str]) -> str:
-    """The container of an upload (what its bytes are), or UploadError with status 415.
+    """The container of an upload (what its bytes are), or NotAVideo (415).
 
     The extension and the declared MIME type must name an allowed video format; a missing
     extension, an empty type and application/octet-stream mean "unknown" and leave the

@@ -25,6 +25,7 @@ from vidbox.auth.sessions import (
 from vidbox.auth.users import user_json
 from vidbox.errors import NotFound
 from vidbox.models import AuthSession
+from vidbox.timefmt import iso_z
 from vidbox.web.auth import current_principal, require_user
 from vidbox.web.deps import mail_origin, services_of
 from vidbox.web.inputs import client_ip, json_body, text
@@ -124,7 +125,7 @@ def _token_json(auth: AuthSession) -> dict[str, Any]:
     return {
         "id": auth.id,
         "name": auth.name,
-        "created_at": auth.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_z(auth.created_at),
     }
 
 

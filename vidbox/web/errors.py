@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from vidbox.errors import VidboxError
 from vidbox.storage import ObjectNotFound, StorageError
-from vidbox.uploads import UploadError
 
 log = logging.getLogger("vidbox.web")
 
@@ -101,11 +100,6 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return render_error(request, exc.status_code, detail, headers=exc.headers)
 
 
-async def upload_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, UploadError)
-    return render_error(request, exc.status, exc.detail)
-
-
 async def object_not_found_handler(request: Request, exc: Exception) -> Response:
     return render_error(request, 404, None)
 
@@ -118,7 +112,6 @@ async def storage_error_handler(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     VidboxError: vidbox_error_handler,
     HTTPException: http_error_handler,
-    UploadError: upload_error_handler,
     # ObjectNotFound is a StorageError: the more specific handler wins.
     ObjectNotFound: object_not_found_handler,
     StorageError: storage_error_handler,

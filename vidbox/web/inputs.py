@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from vidbox.fields import flag_value
 from vidbox.request_body import BODY_READINTO, BODY_TO_FILE
 from vidbox.uploads.files import Chunk, DirectBody
 
@@ -133,14 +134,10 @@ def text(body: dict[str, Any], name: str, *, required: bool = True, max_length: 
 
 
 def flag(body: dict[str, Any], name: str, *, default: bool = False) -> bool:
-    value = body.get(name, default)
-    if isinstance(value, bool):
-        return value
-    if value in ("on", "true", "1"):  # HTML checkboxes
-        return True
-    if value in ("", "false", "0", None):
-        return False
-    raise ValidationFailed.field(name, f"{name} must be true or false.")
+    value = flag_value(body.get(name, default))
+    if value is None:
+        raise ValidationFailed.field(name, f"{name} must be true or false.")
+    return value
 
 
 def client_ip(request: Request) -> str:

@@ -8,14 +8,9 @@ A missing object raises ``ObjectNotFound``; the app's error handlers turn that i
 
 from __future__ import annotations
 
-import mimetypes
-import os
 import re
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 
 from starlette.requests import Request
@@ -25,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from vidbox.filenames import content_disposition
 from vidbox.server import ZEROCOPY_SEND
 from vidbox.storage import ObjectInfo, Storage
+from vidbox.timefmt import http_date, parse_http_date
 
 if TYPE_CHECKING:
     from vidbox.config import Settings
@@ -32,32 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_CACHE: Final = "private, max-age=0, must-revalidate"
 UNSATISFIABLE: Final = "unsatisfiable"
 
-CONTENT_TYPES: Final = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".m4s": "video/mp4",
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".webm": "video/webm",
-    ".mkv": "video/x-matroska",
-    ".avi": "video/x-msvideo",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".vtt": "text/vtt",
-    ".json": "application/json",
-}
-
 _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
-# Unicode categories that must never reach a file name: controls (NUL, newlines), format
-# characters (bidi overrides such as U+202E, zero-width joiners), surrogates, private use,
-# unassigned, and line/paragraph separators.
-
-
-def content_type_for(key: str) -> str:
-    ext = os.path.splitext(key)[1].lower()
-    return CONTENT_TYPES.get(ext) or mimetypes.guess_type(key)[0] or "application/octet-stream"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
@@ -95,17 +66,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["uns
     return start, size - 1 if end is None else min(end, size - 1)
 
 
-def _http_date(moment: datetime) -> str:
-    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
-
-
-def _parse_http_date(value: str) -> datetime | None:
-    with suppress(TypeError, ValueError, IndexError):
-        parsed = parsedate_to_datetime(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
 def _entity_tags(header: str) -> list[str]:
     return [tag.strip() for tag in header.split(",") if tag.strip()]
 
@@ -118,7 +78,7 @@ def _not_modified(request: Request, etag: str, info: ObjectInfo) -> bool:
         return "*" in tags or etag in tags
     if_modified_since = request.headers.get("if-modified-since")
     if if_modified_since:
-        since = _parse_http_date(if_modified_since)
+        since = parse_http_date(if_modified_since)
         if since is not None:
             return info.modified.replace(microsecond=0) <= since
     return False
@@ -128,7 +88,7 @@ def _if_range_matches(value: str, etag: str, info: ObjectInfo) -> bool:
     value = value.strip()
     if value.startswith(('"', "W/")):
         return value == etag  # strong comparison: a weak tag never matches
-    moment = _parse_http_date(value)
+    moment = parse_http_date(value)
     return moment is not None and moment == info.modified.replace(microsecond=0)
 
 
@@ -269,7 +229,7 @@ def _answer(request: Request, info: ObjectInfo, cache: str, download_name: str |
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
-        "Last-Modified": _http_date(info.modified),
+        "Last-Modified": http_date(info.modified),
         "Cache-Control": cache,
         # Uploaded content must never be sniffed into something executable.
         "X-Content-Type-Options": "nosniff",

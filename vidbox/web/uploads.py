@@ -11,14 +11,13 @@ from starlette.routing import Route
 from vidbox import ingest
 from vidbox.errors import BadRequest, PreconditionFailed, UnsupportedMediaType, VidboxError
 from vidbox.ingest import UploadState
-from vidbox.uploads import UploadError
+from vidbox.timefmt import http_date
 from vidbox.uploads.tus import (
     CHECKSUM_ALGORITHMS,
     TUS_CONTENT_TYPE,
     TUS_EXTENSIONS,
     TUS_VERSION,
     UnsupportedChecksumAlgorithm,
-    http_date,
     parse_checksum,
     parse_size,
     parse_upload_metadata,
@@ -60,20 +59,11 @@ def _size(request: Request, name: str) -> int:
         raise BadRequest(str(exc)) from None
 
 
-async def _tus_errors(request: Request, exc: Exception) -> Response:
+def _tus_errors(request: Request, exc: VidboxError) -> Response:
     """tus clients read Tus-Resumable on errors too."""
-    if isinstance(exc, VidboxError):
-        response = render_error(
-            request, exc.status, exc.detail, body=exc.body(), headers=exc.headers
-        )
-    elif isinstance(exc, UploadError):
-        response = render_error(request, exc.status, exc.detail)
-        if getattr(exc, "current", None) is not None:
-            response.headers["Upload-Offset"] = str(exc.current)  # type: ignore[attr-defined]
-    else:
-        raise exc
-    response.headers.update(TUS_HEADERS)
-    return response
+    return render_error(
+        request, exc.status, exc.detail, body=exc.body(), headers={**exc.headers, **TUS_HEADERS}
+    )
 
 
 async def options(request: Request) -> Response:
@@ -157,8 +147,8 @@ async def create(request: Request) -> Response:
             except ClientDisconnect:
                 return Response(status_code=400, headers=TUS_HEADERS)
         return _tus_response(201, state, **headers)
-    except (VidboxError, UploadError) as exc:
-        return await _tus_errors(request, exc)
+    except VidboxError as exc:
+        return _tus_errors(request, exc)
 
 
 async def upload_resource(request: Request) -> Response:
@@ -184,8 +174,8 @@ async def upload_resource(request: Request) -> Response:
             "An upload takes HEAD, PATCH or DELETE (or POST with X-HTTP-Method-Override).",
             headers={**TUS_HEADERS, "Allow": "HEAD, PATCH, DELETE"},
         )
-    except (VidboxError, UploadError) as exc:
-        return await _tus_errors(request, exc)
+    except VidboxError as exc:
+        return _tus_errors(request, exc)
 
 
 async def create_one_shot(request: Request) -> JSONResponse:
