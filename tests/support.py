@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from vidbox.app import create_app
 from vidbox.config import Settings
-from vidbox.server import uvicorn_config
+from vidbox.http.server import uvicorn_config
 
 T = TypeVar("T")
 

@@ -14,9 +14,9 @@ from vidbox import __version__
 from vidbox.app import create_app, public_base_url
 from vidbox.cli_options import box_options, box_settings
 from vidbox.datadir import prepare_data_dir
-from vidbox.listen import ListenError, bind_listening_socket
+from vidbox.http.listen import ListenError, bind_listening_socket
+from vidbox.http.server import uvicorn_config
 from vidbox.logs import configure_logging, log_fields
-from vidbox.server import uvicorn_config
 
 log = logging.getLogger("vidbox")
 

@@ -23,7 +23,7 @@ Chunk = bytes | bytearray | memoryview
 
 class DirectBody(Protocol):
     """A request body the server moves into a file itself, its bytes never entering Python
-    (``vidbox.request_body``'s splice). Raises ClientDisconnect when the client goes."""
+    (``vidbox.http.request_body``'s splice). Raises ClientDisconnect when the client goes."""
 
     def remaining(self) -> int:
         """Body bytes not taken yet."""

@@ -2,7 +2,7 @@
 chunk (Starlette's ``request.form()`` would first copy it to a temporary file), small text
 fields are collected.
 
-Where the server can move body bytes into a file itself (``vidbox.request_body``), the file
+Where the server can move body bytes into a file itself (``vidbox.http.request_body``), the file
 part does not pass through Python either (``MultipartUpload.direct_file``): python-multipart
 parses up to the start of the file's bytes, the rest of the body is spliced into the file
 and searched for the part's closing delimiter as it is moved, and whatever follows the

@@ -11,7 +11,7 @@ the app may send ``{"type": "http.response.zerocopysend", "file": <open file>, "
 
 Uploads take the opposite way: request bodies reach the app as the parser produced them, and
 a body of known length can be read from the socket straight into the app's buffers, or moved
-into a file without entering Python at all (``vidbox.request_body``).
+into a file without entering Python at all (``vidbox.http.request_body``).
 
 The extensions are advertised in ``scope["extensions"]`` only where they really work: asyncio's
 own event loop (uvloop has no ``sendfile``), a plain TCP transport, and a uvicorn whose request
@@ -31,8 +31,8 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from vidbox import request_body
-from vidbox.http_limits import ClientCount, HeadMeter, HeadRefused, Limits, check_head, refusal
+from vidbox.http import request_body
+from vidbox.http.limits import ClientCount, HeadMeter, HeadRefused, Limits, check_head, refusal
 from vidbox.logs import log_fields
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ ZEROCOPY_SEND: Final = "http.response.zerocopysend"
 # before the app's own shutdown (the job runner) runs.
 SERVER_STOPPING: Final = "vidbox.server.stopping"
 
-log = logging.getLogger(__name__)
+# The name it had before the package, as vidbox.http.limits logs under: one logger for the server.
+log = logging.getLogger("vidbox.server")
 
 # Seconds a request body still has to arrive once the server begins to stop. It is then cut
 # off with the bytes received kept (see ``RequestBody.cut``), so that its request ends before
@@ -94,8 +95,8 @@ def protocol_with(limits: Limits) -> type[ZeroCopyHttpProtocol]:
 class ZeroCopyHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the ASGI zero-copy send extension, and request
     bodies handed to the app as the parser produced them or read by the app itself (see
-    ``vidbox.request_body``), and each request told when the server begins to shut down.
-    It also holds clients to ``limits`` (see ``vidbox.http_limits``)."""
+    ``vidbox.http.request_body``), and each request told when the server begins to shut down.
+    It also holds clients to ``limits`` (see ``vidbox.http.limits``)."""
 
     limits: ClassVar[Limits] = Limits()
 

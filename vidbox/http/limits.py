@@ -4,7 +4,7 @@ it, how long a body may go quiet, and how many connections one address may hold.
 Without them a 16 MiB header was read into memory whole (four 64 MiB ones added 300 MB), 300
 connections trickling a header byte every few seconds stayed open for ever, and a tus PATCH
 whose client went silent (a laptop closed, a phone off the network: no FIN ever arrives)
-held the upload's lock for ever, so the owner's own resume got 423. ``vidbox.server`` applies
+held the upload's lock for ever, so the owner's own resume got 423. ``vidbox.http.server`` applies
 them; the numbers are settings (``[server]``).
 """
 

@@ -1,7 +1,7 @@
 """Moving request body bytes from a socket into a file inside the kernel: ``splice(2)`` from
 the socket into a pipe (the kernel links the socket buffer's pages, no copy), then from the
 pipe into the file, on receiving threads so the event loop neither copies the bytes nor waits
-for the disk. Used by ``vidbox.request_body``'s to-file extension."""
+for the disk. Used by ``vidbox.http.request_body``'s to-file extension."""
 
 from __future__ import annotations
 

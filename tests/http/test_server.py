@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from tests.support import LiveServer, start_server, wait_until
-from vidbox import splice
 from vidbox.config import Settings
-from vidbox.request_body import BODY_HIGH_WATER, BODY_READINTO, BODY_TO_FILE
-from vidbox.server import ZEROCOPY_SEND
+from vidbox.http import splice
+from vidbox.http.request_body import BODY_HIGH_WATER, BODY_READINTO, BODY_TO_FILE
+from vidbox.http.server import ZEROCOPY_SEND
 
 MiB = 1024 * 1024
 

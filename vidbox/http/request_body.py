@@ -1,4 +1,4 @@
-"""Request bodies as ``vidbox.server`` hands them to the app: chunk by chunk as the parser
+"""Request bodies as ``vidbox.http.server`` hands them to the app: chunk by chunk as the parser
 produced them, or straight from the socket for a body of known length.
 
 Two vidbox extensions are offered for such bodies, in ``scope["extensions"]``:
@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import httptools
 
-from vidbox import splice
-from vidbox.http_limits import IdleWatch, close_for_everyone, log_cut, queued_bytes
+from vidbox.http import splice
+from vidbox.http.limits import IdleWatch, close_for_everyone, log_cut, queued_bytes
 
 BODY_READINTO: Final = "vidbox.http.request.readinto"
 BODY_TO_FILE: Final = "vidbox.http.request.tofile"
