@@ -154,17 +154,11 @@ def _listed(host: str, entries: frozenset[str]) -> bool:
 
 
 class ClientCount:
-    """Open connections by client address, for one server (kept on uvicorn's ServerState)."""
+    """Open connections by client address, for one server (one per server: see
+    ``uvicorn_internals.Connection.per_server``)."""
 
     def __init__(self) -> None:
         self.open: dict[str, int] = {}
-
-    @staticmethod
-    def of(server_state: Any) -> ClientCount:
-        count = getattr(server_state, "vidbox_clients", None)
-        if count is None:
-            count = server_state.vidbox_clients = ClientCount()
-        return count
 
     def admit(self, host: str, limits: Limits) -> bool:
         current = self.open.get(host, 0)

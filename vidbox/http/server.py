@@ -24,15 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from vidbox.http import request_body
-from vidbox.http.limits import ClientCount, HeadMeter, HeadRefused, Limits, check_head, refusal
+from vidbox.http.limits import ClientCount, HeadMeter, Limits, check_head, refusal
+from vidbox.http.uvicorn_internals import Connection, Request, Send
 from vidbox.logs import log_fields
 
 if TYPE_CHECKING:
@@ -59,9 +57,6 @@ GRACEFUL_SHUTDOWN_SECONDS: Final = 5
 
 # How long a refused connection stays open after its answer, its input read and dropped.
 REFUSAL_LINGER_SECONDS: Final = 2.0
-
-# The parts of uvicorn's RequestResponseCycle the zero-copy send relies on.
-_CYCLE_ATTRIBUTES: Final = ("send", "transport", "flow", "scope", "expected_content_length")
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -92,68 +87,45 @@ def protocol_with(limits: Limits) -> type[ZeroCopyHttpProtocol]:
     return type("VidboxHttpProtocol", (ZeroCopyHttpProtocol,), {"limits": limits})
 
 
-class ZeroCopyHttpProtocol(HttpToolsProtocol):
+class ZeroCopyHttpProtocol(Connection):
     """uvicorn's httptools protocol with the ASGI zero-copy send extension, and request
     bodies handed to the app as the parser produced them or read by the app itself (see
     ``vidbox.http.request_body``), and each request told when the server begins to shut down.
-    It also holds clients to ``limits`` (see ``vidbox.http.limits``)."""
+    It also holds clients to ``limits`` (see ``vidbox.http.limits``). What it needs of uvicorn
+    goes through ``Connection``'s hooks and properties (``vidbox.http.uvicorn_internals``)."""
 
     limits: ClassVar[Limits] = Limits()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.stopping = asyncio.Event()
+    def opened(self) -> None:
+        self.stopping_event = asyncio.Event()
         self.head = HeadMeter(self.limits)
         self.in_head = True  # the parser is between requests or inside a request head
-        self.refused = False
         self.head_timer: asyncio.TimerHandle | None = None
         self.counted: str | None = None
-        host = self.client[0] if self.client else None
+        host = self.peer[0] if self.peer else None
         if host is not None:
-            if not ClientCount.of(self.server_state).admit(host, self.limits):
-                self._refuse(429, "Too many connections from your address at once.")
+            if not self._clients().admit(host, self.limits):
+                self.refuse(429, "Too many connections from your address at once.")
                 return
             self.counted = host
         self._arm_head_timer()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def closed(self) -> None:
         if self.counted is not None:
-            ClientCount.of(self.server_state).release(self.counted)
+            self._clients().release(self.counted)
             self.counted = None
         self._disarm_head_timer()
-        super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        """uvicorn's, with the request head metered before the parser holds it, and a head
-        that breaks a limit answered 414 / 431."""
-        if self.refused:
-            return
-        self._unset_keepalive_if_required()
-        try:
-            if self.in_head:
-                self.head.feed(data)
-            self.parser.feed_data(data)
-        except HeadRefused as exc:
-            self._refuse(exc.status, exc.detail)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, HeadRefused):
-                self._refuse(exc.__context__.status, exc.__context__.detail)
-            else:
-                self._bad_request()
-        except httptools.HttpParserError:
-            self._bad_request()
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+    def _clients(self) -> ClientCount:
+        return self.per_server("vidbox_clients", ClientCount)
 
-    def _bad_request(self) -> None:
-        msg = "Invalid HTTP request received."
-        self.logger.warning(msg)
-        self.send_400_response(msg)
+    def before_parse(self, data: bytes) -> None:
+        """The request head metered before the parser holds it: a head that breaks a limit is
+        answered 414 / 431."""
+        if self.in_head:
+            self.head.feed(data)
 
-    def _refuse(self, status: int, detail: str) -> None:
+    def refuse(self, status: int, detail: str) -> None:
         """Answer ``status`` and close, before any app saw the request."""
         self.refused = True
         self._disarm_head_timer()
@@ -161,22 +133,25 @@ class ZeroCopyHttpProtocol(HttpToolsProtocol):
         log.log(
             logging.DEBUG if status == 429 else logging.INFO,
             "request refused",
-            extra=log_fields(status=status, client=self.client[0] if self.client else None),
+            extra=log_fields(status=status, client=self.peer[0] if self.peer else None),
         )
+        transport = self.wire
         # An answer to an earlier request may still be on its way: then only close.
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()
+        if self.answering:
+            transport.close()
             return
-        self.transport.write(refusal(status, detail))
+        transport.write(refusal(status, detail))
         # A lingering close: the client, still sending, would otherwise get a reset that
         # makes its system drop the answer unread. What it sends meanwhile is ignored.
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.loop.call_later(REFUSAL_LINGER_SECONDS, self.transport.close)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.event_loop.call_later(REFUSAL_LINGER_SECONDS, transport.close)
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()
-        self.head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        self.head_timer = self.event_loop.call_later(
+            self.limits.header_timeout, self._head_timed_out
+        )
 
     def _disarm_head_timer(self) -> None:
         if self.head_timer is not None:
@@ -185,100 +160,74 @@ class ZeroCopyHttpProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self.head_timer = None
-        busy = self.cycle is not None and not self.cycle.response_complete
-        if busy or self.pipeline or not self.in_head or self.transport.is_closing():
+        if self.answering or self.pipelined or not self.in_head or self.wire.is_closing():
             return  # a request is being answered; its end arms the timer again
         if self.head.total:
-            self._refuse(408, "The request headers took too long to arrive.")
+            self.refuse(408, "The request headers took too long to arrive.")
         else:
-            self.transport.close()
+            self.wire.close()
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
+    def message_completed(self) -> None:
         self.in_head = True
         self.head.reset()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_head_timer()
+    def response_completed(self) -> None:
+        self._arm_head_timer()
 
-    def shutdown(self) -> None:
-        self.stopping.set()
-        body: request_body.RequestBody | None = getattr(self.cycle, "vidbox_body", None)
+    def stopping(self) -> None:
+        self.stopping_event.set()
+        request = self.current
+        body: request_body.RequestBody | None = request.body if request is not None else None
         if body is not None and not body.ended():
-            self.loop.call_later(SHUTDOWN_BODY_GRACE, body.cut, "the server is stopping")
-        super().shutdown()
+            self.event_loop.call_later(SHUTDOWN_BODY_GRACE, body.cut, "the server is stopping")
 
-    def on_headers_complete(self) -> None:
-        check_head(self.limits, self.url, self.headers)
+    def head_complete(self, url: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        check_head(self.limits, url, headers)
         self.in_head = False
         self._disarm_head_timer()
-        previous = self.cycle
-        super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not previous and cycle is not None:
-            cycle.vidbox_body = request_body.attach(
-                self, cycle, self.headers, self.limits.body_idle_timeout
-            )
 
-    def on_body(self, body: bytes) -> None:
-        handoff: request_body.RequestBody | None = getattr(self.cycle, "vidbox_body", None)
-        if handoff is None:
-            super().on_body(body)
-        elif not self.cycle.response_complete:
-            handoff.feed(body)
+    def request_made(self, request: Request, headers: list[tuple[bytes, bytes]]) -> None:
+        request.body = request_body.attach(request, headers, self.limits.body_idle_timeout)
 
-    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        cycle.scope.setdefault("extensions", {})[SERVER_STOPPING] = {"event": self.stopping}
-        if _zerocopy_possible(self.loop, cycle):
-            cycle.scope.setdefault("extensions", {})[ZEROCOPY_SEND] = {}
-            cycle.send = _zerocopy_send(self.loop, cycle, cycle.send)
-        super()._start_asgi_task(cycle, app)
+    def asgi_starting(self, request: Request) -> None:
+        request.extensions()[SERVER_STOPPING] = {"event": self.stopping_event}
+        if request.zerocopy_possible():
+            request.extensions()[ZEROCOPY_SEND] = {}
+            request.wrap_send(lambda send: _zerocopy_send(request, send))
 
 
-def _zerocopy_possible(loop: asyncio.AbstractEventLoop, cycle: Any) -> bool:
-    return (
-        isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
-        and all(hasattr(cycle, name) for name in _CYCLE_ATTRIBUTES)
-        and cycle.transport.get_extra_info("sslcontext") is None
-        and cycle.transport.get_extra_info("socket") is not None
-    )
+def _zerocopy_send(request: Request, send: Send) -> Send:
+    loop = request.loop
 
-
-def _zerocopy_send(
-    loop: asyncio.AbstractEventLoop,
-    cycle: Any,
-    send: Callable[[Any], Awaitable[None]],
-) -> Callable[[Any], Awaitable[None]]:
     async def send_with_zerocopy(message: Any) -> None:
         if message["type"] != ZEROCOPY_SEND:
             await send(message)
             return
         more_body = message.get("more_body", False)
-        if cycle.flow.write_paused and not cycle.disconnected:
-            await cycle.flow.drain()
-        if cycle.disconnected:
+        if request.write_paused and not request.disconnected:
+            await request.drain()
+        if request.disconnected:
             return
         file, offset = message["file"], message.get("offset", 0)
         count = message.get("count")
         if count is None:
             count = os.fstat(file.fileno()).st_size - offset
-        if cycle.scope["method"] != "HEAD" and count > 0:
-            if count > cycle.expected_content_length:
+        if request.scope["method"] != "HEAD" and count > 0:
+            if count > request.content_length_left:
                 raise RuntimeError("zero-copy send longer than Content-Length")
-            if cycle.transport.is_closing():
-                cycle.disconnected = True
+            transport = request.transport
+            if transport.is_closing():
+                request.mark_disconnected()
                 return
             try:
-                sent = await loop.sendfile(cycle.transport, file, offset, count)
+                sent = await loop.sendfile(transport, file, offset, count)
             except OSError as exc:
                 # The client left mid-file: the connection cannot be reused.
                 log.debug("zero-copy send stopped: %s", exc)
-                cycle.transport.close()
-                cycle.disconnected = True
+                transport.close()
+                request.mark_disconnected()
                 return
-            cycle.expected_content_length -= sent
+            request.count_sent(sent)
         await send({"type": "http.response.body", "body": b"", "more_body": more_body})
 
     return send_with_zerocopy
