@@ -23,11 +23,13 @@ import asyncio
 import contextlib
 import os
 from collections import deque
+from concurrent.futures import Executor
 from typing import Any, Final
 
 from vidbox.http import splice
 from vidbox.http.limits import IdleWatch, close_for_everyone, log_cut, queued_bytes
 from vidbox.http.uvicorn_internals import Request
+from vidbox.threads import private_pool
 
 BODY_READINTO: Final = "vidbox.http.request.readinto"
 BODY_TO_FILE: Final = "vidbox.http.request.tofile"
@@ -40,14 +42,16 @@ def attach(
     request: Request,
     headers: list[tuple[bytes, bytes]],
     idle_timeout: float | None = None,
+    receiving: Executor | None = None,
 ) -> RequestBody | None:
     """Take over the body of ``request``, whose ``headers`` were just parsed, and offer the
     app the extensions that work for it. None (uvicorn's own handling stays) when uvicorn's
     request does not look as expected. A body from which nothing arrives for
-    ``idle_timeout`` seconds while the app waits is cut off (see ``cut``)."""
+    ``idle_timeout`` seconds while the app waits is cut off (see ``cut``). Bodies moved into
+    files go through the ``receiving`` threads (``vidbox.threads``)."""
     if not request.body_handoff_possible():
         return None
-    body = RequestBody(request, _content_length(headers), idle_timeout)
+    body = RequestBody(request, _content_length(headers), idle_timeout, receiving)
     request.set_receive(body.receive)
     if body.length is not None and request.direct_read_possible():
         extensions = request.extensions()
@@ -74,9 +78,14 @@ class RequestBody:
     """
 
     def __init__(
-        self, request: Request, length: int | None, idle_timeout: float | None = None
+        self,
+        request: Request,
+        length: int | None,
+        idle_timeout: float | None = None,
+        receiving: Executor | None = None,
     ) -> None:
         self.request = request
+        self._receiving = receiving
         self.length = length  # Content-Length, None for a chunked body
         self.chunks: deque[bytes | memoryview] = deque()
         self.size = 0  # bytes in self.chunks
@@ -184,7 +193,7 @@ class RequestBody:
             view = memoryview(bytearray(min(limit, self.size)))
             taken = self._take_chunks(view)
             found = await splice.finish_on_thread(
-                splice.write_and_search, fd, view[:taken], offset, search
+                self.receiving, splice.write_and_search, fd, view[:taken], offset, search
             )
             return taken, found
         unread = self._unread()
@@ -195,7 +204,7 @@ class RequestBody:
             # The waits below (on the loop, and the thread's) end when a pipe's worth is there.
             splice.set_low_water(sock, min(unread, splice.PIPE_BYTES))
             while True:
-                job = splice.RECEIVING.submit(
+                job = self.receiving.submit(
                     splice.splice_arrived, sock, fd, offset, min(limit, unread), search
                 )
                 try:
@@ -213,6 +222,12 @@ class RequestBody:
             splice.set_low_water(sock, 1)
             os.close(sock)
         return self._took_directly(moved, unread), found
+
+    @property
+    def receiving(self) -> Executor:
+        if self._receiving is None:  # a body attached by hand, as in a test
+            self._receiving = private_pool("receiving")
+        return self._receiving
 
     def ended(self) -> bool:
         """The whole body is in, or it never will be."""

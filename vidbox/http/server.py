@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import uvicorn
@@ -32,6 +33,7 @@ from vidbox.http import request_body
 from vidbox.http.limits import ClientCount, HeadMeter, Limits, check_head, refusal
 from vidbox.http.uvicorn_internals import Connection, Request, Send
 from vidbox.logs import log_fields
+from vidbox.threads import ThreadPools
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -60,7 +62,8 @@ REFUSAL_LINGER_SECONDS: Final = 2.0
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """The uvicorn configuration `vidbox serve` runs with (tests use it too)."""
+    """The uvicorn configuration `vidbox serve` runs with (tests use it too). Run it with
+    ``Server``, which owns the worker threads of the run."""
     trusted = settings.server.trusted_proxies
     options: dict[str, Any] = {
         "host": settings.server.host,
@@ -75,16 +78,32 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         # asyncio's loop, not uvloop: only asyncio's implements loop.sendfile.
         "loop": "asyncio",
-        "http": protocol_with(Limits.from_settings(settings)),
+        "http": protocol_with(Limits.from_settings(settings), ThreadPools()),
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
 
 
-def protocol_with(limits: Limits) -> type[ZeroCopyHttpProtocol]:
-    """The protocol class for one server, with its limits (uvicorn builds it with fixed
-    arguments, so the limits travel as a class attribute)."""
-    return type("VidboxHttpProtocol", (ZeroCopyHttpProtocol,), {"limits": limits})
+def protocol_with(limits: Limits, threads: ThreadPools) -> type[ZeroCopyHttpProtocol]:
+    """The protocol class for one server, with its limits and threads (uvicorn builds it with
+    fixed arguments, so they travel as class attributes)."""
+    attributes = {"limits": limits, "threads": threads}
+    return type("VidboxHttpProtocol", (ZeroCopyHttpProtocol,), attributes)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which opens the worker threads of its protocol's ``ThreadPools`` for
+    its run (``to_thread`` work included) and shuts them down once it has stopped."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        threads: ThreadPools | None = getattr(self.config.http, "threads", None)
+        if threads is not None:
+            threads.install_default(asyncio.get_running_loop())
+        try:
+            await super().serve(sockets)
+        finally:
+            if threads is not None:
+                threads.close()
 
 
 class ZeroCopyHttpProtocol(Connection):
@@ -95,6 +114,7 @@ class ZeroCopyHttpProtocol(Connection):
     goes through ``Connection``'s hooks and properties (``vidbox.http.uvicorn_internals``)."""
 
     limits: ClassVar[Limits] = Limits()
+    threads: ClassVar[ThreadPools | None] = None  # None: each body makes its own (tests)
 
     def opened(self) -> None:
         self.stopping_event = asyncio.Event()
@@ -187,7 +207,10 @@ class ZeroCopyHttpProtocol(Connection):
         self._disarm_head_timer()
 
     def request_made(self, request: Request, headers: list[tuple[bytes, bytes]]) -> None:
-        request.body = request_body.attach(request, headers, self.limits.body_idle_timeout)
+        receiving = self.threads.receiving if self.threads is not None else None
+        request.body = request_body.attach(
+            request, headers, self.limits.body_idle_timeout, receiving
+        )
 
     def asgi_starting(self, request: Request) -> None:
         request.extensions()[SERVER_STOPPING] = {"event": self.stopping_event}
