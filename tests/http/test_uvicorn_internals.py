@@ -292,3 +292,16 @@ def test_connection_hooks_run_in_order() -> None:
         "stopping",
         "closed",
     ]
+
+
+def test_names_vidbox_adds_are_free_in_uvicorn(live: Live) -> None:
+    """What Connection and vidbox's protocol add must not shadow anything of uvicorn's."""
+    from vidbox.http.server import ZeroCopyHttpProtocol
+
+    uvicorn_names = set(dir(HttpToolsProtocol)) | set(vars(live.protocol))
+    added = (set(vars(Connection)) | set(vars(ZeroCopyHttpProtocol))) - set(OVERRIDDEN)
+    added |= {"stopping_event", "head", "in_head", "head_timer", "counted"}  # set in opened()
+    added -= {"__module__", "__doc__", "__annotations__", "__dict__", "__weakref__"}
+    added -= {"__static_attributes__", "__firstlineno__", "__annotate_func__"}
+    assert not added & uvicorn_names, f"{UVICORN} now uses {sorted(added & uvicorn_names)}"
+    assert not set(vars(live.cycle)) & {"vidbox_request"}, "uvicorn's cycle has vidbox_request"

@@ -28,6 +28,8 @@ has the runs, on a 2-core VM):
 ``listen`` binds the listening socket before the app starts. Everything vidbox knows about
 uvicorn's insides is in ``uvicorn_internals``, each piece tested in
 ``tests/http/test_uvicorn_internals.py``: a uvicorn release that changes them fails there, by
-name, rather than in the middle of an upload. Where an internal is missing at run time the
-extensions are not offered and the app streams by itself: slower, never wrong.
+name, rather than in the middle of an upload. Where a request lacks what an extension needs at
+run time, that extension is not offered and the app streams by itself: slower, never wrong.
+Its worker threads (receiving bodies, and ``to_thread`` work) are ``vidbox.threads``, owned
+by ``server.Server`` for the length of its run.
 """
