@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 
 from vidbox.app import create_app
 from vidbox.config import Settings
-from vidbox.server import uvicorn_config
+from vidbox.http.server import Server, uvicorn_config
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def start_server(
     config = uvicorn_config(
         app, settings, host="127.0.0.1", port=port, lifespan="on", **server_options
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), what="uvicorn to start")

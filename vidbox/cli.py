@@ -8,15 +8,14 @@ import os
 import sys
 
 import click
-import uvicorn
 
 from vidbox import __version__
 from vidbox.app import create_app, public_base_url
 from vidbox.cli_options import box_options, box_settings
 from vidbox.datadir import prepare_data_dir
-from vidbox.listen import ListenError, bind_listening_socket
+from vidbox.http.listen import ListenError, bind_listening_socket
+from vidbox.http.server import Server, uvicorn_config
 from vidbox.logs import configure_logging, log_fields
-from vidbox.server import uvicorn_config
 
 log = logging.getLogger("vidbox")
 
@@ -59,7 +58,7 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
     )
     log.info("open vidbox", extra=log_fields(url=public_base_url(settings) + "/"))
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    server = Server(uvicorn_config(app, settings))
     failed: list[bool] = []
 
     def stop_on_failure() -> None:

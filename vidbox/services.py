@@ -18,6 +18,7 @@ from vidbox.db import Database
 from vidbox.health import FFmpegCheck, check_data_dir, check_database
 from vidbox.mail import Mailer
 from vidbox.storage import Storage, load
+from vidbox.threads import ThreadPools
 from vidbox.uploads import UploadSpool
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class Services:
     # Set by the app's lifespan once the job runner is started; None in CLI tools.
     runner: JobRunner | None = None
     ffmpeg_check: FFmpegCheck = field(default_factory=FFmpegCheck)
+    # The disk and storage threads (vidbox.threads), closed with the services.
+    threads: ThreadPools = field(default_factory=ThreadPools)
 
     def readiness_checks(self) -> dict[str, Callable[[], Awaitable[str]]]:
         return {
@@ -56,7 +59,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prepare_data_dir(settings)
     secret_key = load_secret_key(settings.secret_key_path)
     db = Database(settings.database_path)
-    storage = load(settings)
+    threads = ThreadPools()
+    storage = load(settings, threads)
     try:
         await db.migrate()
         yield Services(
@@ -64,9 +68,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             db=db,
             secret_key=secret_key,
             storage=storage,
-            spool=UploadSpool(settings.spool_dir),
+            spool=UploadSpool(settings.spool_dir, threads.disk),
             mailer=Mailer.from_settings(settings),
+            threads=threads,
         )
     finally:
         await storage.close()
         await db.close()
+        threads.close()

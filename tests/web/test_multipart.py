@@ -21,9 +21,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.support import LiveServer, start_server, wait_until
-from vidbox import splice
 from vidbox.config import Settings, load_settings
 from vidbox.errors import VidboxError
+from vidbox.http import splice
 from vidbox.uploads.errors import UploadError
 from vidbox.uploads.spool import UploadSpool
 from vidbox.web import multipart

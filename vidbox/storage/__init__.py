@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from vidbox.config import Settings
+    from vidbox.threads import ThreadPools
 
 CHUNK_SIZE = 256 * 1024
 
@@ -139,8 +140,9 @@ def check_range(start: int, end: int | None) -> None:
         raise ValueError(f"invalid byte range {start}-{end}")
 
 
-def load(settings: Settings) -> Storage:
-    """The backend chosen by ``settings.storage.backend``. Does no I/O; call ``check()``."""
+def load(settings: Settings, threads: ThreadPools | None = None) -> Storage:
+    """The backend chosen by ``settings.storage.backend``. Does no I/O; call ``check()``.
+    An S3 backend makes its blocking calls on ``threads.storage`` (its own pool if None)."""
     backend = settings.storage.backend
     if backend == "local":
         from vidbox.storage.local import LocalStorage
@@ -149,7 +151,8 @@ def load(settings: Settings) -> Storage:
     if backend == "s3":
         from vidbox.storage.s3 import S3Storage
 
-        return S3Storage.from_settings(settings.storage)
+        executor = threads.storage if threads is not None else None
+        return S3Storage.from_settings(settings.storage, executor=executor)
     raise ValueError(f"unknown storage backend {backend!r}")
 
 

@@ -13,7 +13,7 @@ import io
 import mimetypes
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,12 +34,13 @@ from vidbox.storage import (
     normalise_prefix,
     validate_key,
 )
+from vidbox.threads import STORAGE_THREADS, private_pool
 
 if TYPE_CHECKING:
     from vidbox.config import StorageSettings
 
 T = TypeVar("T")
-POOL_SIZE = 16  # connections to the S3 server, and threads making blocking SDK calls
+POOL_SIZE = STORAGE_THREADS  # connections to the S3 server, one per thread making SDK calls
 
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"}
 CREDENTIAL_CODES = {
@@ -75,6 +76,7 @@ class S3Storage:
         secret_key: str,
         region: str = "us-east-1",
         secure: bool = True,
+        executor: Executor | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
@@ -99,13 +101,18 @@ class S3Storage:
             ) from None
         self._bucket_lock = threading.Lock()
         self._bucket_ready = False
-        # Our own threads, sized like the connection pool: a slow S3 server then ties up these
-        # and not the loop's default executor that the rest of the app shares.
-        self._executor = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="vidbox-s3")
+        # The storage threads (vidbox.threads), sized like the connection pool: a slow S3
+        # server then ties up these and not the loop's default executor that the rest of the
+        # app shares. Given none, the backend has a pool of its own and closes it with itself.
+        self._own_executor = executor is None
+        self._executor = private_pool("storage") if executor is None else executor
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings) -> S3Storage:
+    def from_settings(
+        cls, settings: StorageSettings, executor: Executor | None = None
+    ) -> S3Storage:
         return cls(
+            executor=executor,
             endpoint=settings.endpoint,
             bucket=settings.bucket,
             access_key=settings.access_key,
@@ -358,7 +365,8 @@ class S3Storage:
         )
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self._http.clear()
 
 

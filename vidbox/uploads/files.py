@@ -8,12 +8,11 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-# A dedicated pool: a long upload's disk writes should not queue behind unrelated to_thread work.
-_DISK = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vidbox-spool")
+from vidbox.threads import private_pool
 
 T = TypeVar("T")
 # A received piece of a body: bytes, a buffer it was read into, or a view cutting a piece out
@@ -23,7 +22,7 @@ Chunk = bytes | bytearray | memoryview
 
 class DirectBody(Protocol):
     """A request body the server moves into a file itself, its bytes never entering Python
-    (``vidbox.request_body``'s splice). Raises ClientDisconnect when the client goes."""
+    (``vidbox.http.request_body``'s splice). Raises ClientDisconnect when the client goes."""
 
     def remaining(self) -> int:
         """Body bytes not taken yet."""
@@ -87,8 +86,18 @@ class OverlappedWriter:
     order. After an error or a cancellation call ``settle()`` before touching the file again.
     """
 
-    def __init__(self, fd: int, position: int, *, batch_bytes: int, hasher: Any = None) -> None:
+    def __init__(
+        self,
+        fd: int,
+        position: int,
+        *,
+        batch_bytes: int,
+        hasher: Any = None,
+        pool: Executor | None = None,
+    ) -> None:
         self.fd, self.hasher, self.batch_bytes = fd, hasher, batch_bytes
+        # The disk threads (``vidbox.threads``), or a private pool for a writer given none.
+        self.pool = pool if pool is not None else private_pool("disk")
         self.written = position  # every byte before this is in the file
         self.pending = PendingChunks()  # received, not handed to a write yet
         self._writing: Future[None] | None = None
@@ -118,7 +127,7 @@ class OverlappedWriter:
             return
         chunks, size = self.pending.chunks, self.pending.size
         self.pending = PendingChunks()
-        self._writing = _DISK.submit(pwritev_all, self.fd, chunks, self.written, self.hasher)
+        self._writing = self.pool.submit(pwritev_all, self.fd, chunks, self.written, self.hasher)
         self._writing_chunks, self._writing_size = chunks, size
 
     async def _finish_write(self) -> None:
@@ -188,11 +197,12 @@ def truncate_synced(fd: int, size: int) -> None:
     os.fsync(fd)
 
 
-async def on_disk_thread(func: Callable[..., T], *args: Any) -> T:
-    """Run blocking file work off the event loop. If the awaiting task is cancelled, the work
-    still finishes (or is done here) before the cancellation goes on, so the caller never
-    touches a file descriptor a thread is still writing to, and no received byte is dropped."""
-    job = _DISK.submit(func, *args)
+async def on_disk_thread(pool: Executor, func: Callable[..., T], *args: Any) -> T:
+    """Run blocking file work off the event loop, on ``pool`` (the disk threads). If the
+    awaiting task is cancelled, the work still finishes (or is done here) before the
+    cancellation goes on, so the caller never touches a file descriptor a thread is still
+    writing to, and no received byte is dropped."""
+    job = pool.submit(func, *args)
     try:
         return await asyncio.wrap_future(job)
     except asyncio.CancelledError:

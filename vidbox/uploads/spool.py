@@ -42,12 +42,14 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from vidbox.diskspace import DiskFull
 from vidbox.logs import log_fields
+from vidbox.threads import private_pool
 from vidbox.uploads.errors import (
     ChecksumMismatch,
     EmptyUpload,
@@ -127,8 +129,10 @@ def _aware(moment: datetime) -> datetime:
 class UploadSpool:
     """Unfinished uploads as files under ``root`` (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, disk: Executor | None = None) -> None:
         self.root = Path(root)
+        # The disk threads (``vidbox.threads``); a spool made by a tool or a test has its own.
+        self.disk = disk if disk is not None else private_pool("disk")
         self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -369,7 +373,7 @@ class UploadSpool:
         if checksum:  # guards against corruption in transit, not against an attacker
             hasher = hashlib.new(checksum_algorithm(checksum[0]), usedforsecurity=False)
         async with self._exclusive(upload_id) as fd:
-            current = await on_disk_thread(self._roll_back_unverified, upload_id, fd)
+            current = await on_disk_thread(self.disk, self._roll_back_unverified, upload_id, fd)
             if expected_offset != current:
                 raise OffsetMismatch(current)
             if direct is not None and not checksum and direct.remaining() <= length - current:
@@ -379,10 +383,13 @@ class UploadSpool:
                 return current
             if checksum:
                 await on_disk_thread(
-                    write_atomic, self._verify_path(upload_id), str(expected_offset).encode()
+                    self.disk,
+                    write_atomic,
+                    self._verify_path(upload_id),
+                    str(expected_offset).encode(),
                 )
             writer = OverlappedWriter(
-                fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher
+                fd, expected_offset, batch_bytes=WRITE_BUFFER_BYTES, hasher=hasher, pool=self.disk
             )
             too_large = False
             try:
@@ -397,6 +404,7 @@ class UploadSpool:
             except Exception:
                 unwritten = await writer.finish()
                 await on_disk_thread(
+                    self.disk,
                     self._settle_broken_body,
                     upload_id,
                     fd,
@@ -415,9 +423,11 @@ class UploadSpool:
             if checksum:
                 verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
                 if verified:
-                    await on_disk_thread(self._verify_path(upload_id).unlink)
+                    await on_disk_thread(self.disk, self._verify_path(upload_id).unlink)
                 else:
-                    await on_disk_thread(self._discard_unverified, upload_id, fd, expected_offset)
+                    await on_disk_thread(
+                        self.disk, self._discard_unverified, upload_id, fd, expected_offset
+                    )
                     if not too_large:
                         raise ChecksumMismatch()
             if too_large:
@@ -471,7 +481,7 @@ class UploadSpool:
         # Read and write: a direct body may read back what follows the file to parse it.
         fd = os.open(receiving, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)  # new and ours: never waits
-        writer = OverlappedWriter(fd, 0, batch_bytes=WRITE_BUFFER_BYTES)
+        writer = OverlappedWriter(fd, 0, batch_bytes=WRITE_BUFFER_BYTES, pool=self.disk)
         too_large = TooLarge(f"The file is larger than the {max_bytes}-byte limit.")
         try:
             if direct is not None:

@@ -19,8 +19,8 @@ from sqlmodel import and_, col, or_, select
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from vidbox.http.server import SERVER_STOPPING
 from vidbox.models import Video, VideoStatus, utcnow
-from vidbox.server import SERVER_STOPPING
 from vidbox.sharing import unread_count
 from vidbox.videos import renditions_of, video_json
 from vidbox.web.auth import require_user, still_signed_in

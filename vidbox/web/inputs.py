@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from vidbox.fields import flag_value
-from vidbox.request_body import BODY_READINTO, BODY_TO_FILE
+from vidbox.http.request_body import BODY_READINTO, BODY_TO_FILE
 from vidbox.uploads.files import Chunk, DirectBody
 
 MAX_JSON_BYTES = 64 * 1024
@@ -40,7 +40,7 @@ async def json_body(request: Request) -> dict[str, Any]:
 async def body_chunks(
     request: Request, *, buffer_bytes: int = BODY_BUFFER_BYTES
 ) -> AsyncIterator[Chunk]:
-    """The raw request body, chunk by chunk. Where the server can (``vidbox.server``'s
+    """The raw request body, chunk by chunk. Where the server can (``vidbox.http.server``'s
     readinto extension, a body of known length), the bytes go from the socket straight into
     buffers of ``buffer_bytes``, otherwise they come as Starlette streams them. Raises
     ClientDisconnect after the last chunk that arrived when the client goes mid-body."""
@@ -73,7 +73,7 @@ async def body_chunks(
 
 def direct_body(request: Request) -> SplicedBody | None:
     """The request body for the server to move into a file itself, where it can
-    (``vidbox.request_body``'s to-file extension, a body of known length), else None."""
+    (``vidbox.http.request_body``'s to-file extension, a body of known length), else None."""
     extension = request.scope.get("extensions", {}).get(BODY_TO_FILE)
     return None if extension is None else SplicedBody(extension)
 
@@ -99,7 +99,7 @@ class SplicedBody(DirectBody):
         delimiter: bytes = b"",
         search_from: int | None = None,
     ) -> tuple[int, int | None]:
-        """See ``vidbox.request_body.RequestBody.to_file_until``."""
+        """See ``vidbox.http.request_body.RequestBody.to_file_until``."""
         try:
             moved, found = await self._extension["to_file_until"](
                 fd, offset, limit, delimiter, search_from

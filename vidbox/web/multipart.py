@@ -2,7 +2,7 @@
 chunk (Starlette's ``request.form()`` would first copy it to a temporary file), small text
 fields are collected.
 
-Where the server can move body bytes into a file itself (``vidbox.request_body``), the file
+Where the server can move body bytes into a file itself (``vidbox.http.request_body``), the file
 part does not pass through Python either (``MultipartUpload.direct_file``): python-multipart
 parses up to the start of the file's bytes, the rest of the body is spliced into the file
 and searched for the part's closing delimiter as it is moved, and whatever follows the
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import Request
 
 from vidbox.errors import BadRequest, UnsupportedMediaType
+from vidbox.threads import private_pool
 from vidbox.uploads.files import Chunk, DirectBody, on_disk_thread, pwritev_all
 from vidbox.web.inputs import SplicedBody, body_chunks, direct_body
 
@@ -34,6 +36,8 @@ class MultipartUpload:
     """Filled in while ``file_chunks()`` is consumed."""
 
     file_fields: tuple[str, ...]
+    # The disk threads (``vidbox.threads``); None: the form makes its own when it needs them.
+    disk: Executor | None = None
     fields: dict[str, str] = field(default_factory=dict)
     filename: str | None = None
     content_type: str = ""
@@ -150,6 +154,9 @@ class _FilePart:
         self, form: MultipartUpload, request: Request, parser: MultipartParser, body: SplicedBody
     ) -> None:
         self.form, self.parser, self.body = form, parser, body
+        if form.disk is None:
+            form.disk = private_pool("disk")
+        self.disk: Executor = form.disk
         self.chunks = body_chunks(request)
         # The whole delimiter that ends the part: CRLF, "--", the boundary.
         self.delimiter: bytes = parser.boundary
@@ -169,7 +176,7 @@ class _FilePart:
             pieces, self.form._pending = self.form._pending, []
             size = sum(len(piece) for piece in pieces)
             if size:
-                await on_disk_thread(pwritev_all, fd, pieces, offset)
+                await on_disk_thread(self.disk, pwritev_all, fd, pieces, offset)
                 return size
             if self._in_file_data():
                 return await self._splice_file(fd, offset, limit)
@@ -206,7 +213,7 @@ class _FilePart:
                 raise BadRequest("The multipart body ended inside the file.")
             if end - start > limit:
                 # Too large, delimiter or not: the spool refuses the upload.
-                await on_disk_thread(os.ftruncate, fd, start + limit + 1)
+                await on_disk_thread(self.disk, os.ftruncate, fd, start + limit + 1)
                 self.done = True
                 return limit + 1
             # The delimiter may straddle this step and the next.
@@ -218,9 +225,11 @@ class _FilePart:
         """Give the parser what follows the file, from its delimiter on: first the bytes that
         went into the file past it (then cut away), then the rest of the body."""
         for position in range(found, end, _TAIL_SLICE):
-            data = await on_disk_thread(os.pread, fd, min(_TAIL_SLICE, end - position), position)
+            data = await on_disk_thread(
+                self.disk, os.pread, fd, min(_TAIL_SLICE, end - position), position
+            )
             _write(self.parser, data)
-        await on_disk_thread(os.ftruncate, fd, found)
+        await on_disk_thread(self.disk, os.ftruncate, fd, found)
         async for chunk in self.chunks:
             _write(self.parser, chunk)
         self.parser.finalize()

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from vidbox.filenames import content_disposition
-from vidbox.server import ZEROCOPY_SEND
+from vidbox.http.server import ZEROCOPY_SEND
 from vidbox.storage import ObjectInfo, Storage
 from vidbox.timefmt import http_date, parse_http_date
 
@@ -125,7 +125,7 @@ class _SmallObject(Response):
 
 
 class _ZeroCopyFile(Response):
-    """A byte range of an open local file, sent by the kernel (see ``vidbox.server``)."""
+    """A byte range of an open local file, sent by the kernel (see ``vidbox.http.server``)."""
 
     def __init__(
         self,

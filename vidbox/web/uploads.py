@@ -181,7 +181,7 @@ async def upload_resource(request: Request) -> Response:
 async def create_one_shot(request: Request) -> JSONResponse:
     services = services_of(request)
     user = await require_user(request)
-    form = MultipartUpload(file_fields=("file", "video_file"))
+    form = MultipartUpload(file_fields=("file", "video_file"), disk=services.threads.disk)
     content_length = request.headers.get("content-length")
 
     def describe() -> tuple[str, str, str]:

@@ -4,7 +4,7 @@ it, how long a body may go quiet, and how many connections one address may hold.
 Without them a 16 MiB header was read into memory whole (four 64 MiB ones added 300 MB), 300
 connections trickling a header byte every few seconds stayed open for ever, and a tus PATCH
 whose client went silent (a laptop closed, a phone off the network: no FIN ever arrives)
-held the upload's lock for ever, so the owner's own resume got 423. ``vidbox.server`` applies
+held the upload's lock for ever, so the owner's own resume got 423. ``vidbox.http.server`` applies
 them; the numbers are settings (``[server]``).
 """
 
@@ -154,17 +154,11 @@ def _listed(host: str, entries: frozenset[str]) -> bool:
 
 
 class ClientCount:
-    """Open connections by client address, for one server (kept on uvicorn's ServerState)."""
+    """Open connections by client address, for one server (one per server: see
+    ``uvicorn_internals.Connection.per_server``)."""
 
     def __init__(self) -> None:
         self.open: dict[str, int] = {}
-
-    @staticmethod
-    def of(server_state: Any) -> ClientCount:
-        count = getattr(server_state, "vidbox_clients", None)
-        if count is None:
-            count = server_state.vidbox_clients = ClientCount()
-        return count
 
     def admit(self, host: str, limits: Limits) -> bool:
         current = self.open.get(host, 0)

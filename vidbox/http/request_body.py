@@ -1,4 +1,4 @@
-"""Request bodies as ``vidbox.server`` hands them to the app: chunk by chunk as the parser
+"""Request bodies as ``vidbox.http.server`` hands them to the app: chunk by chunk as the parser
 produced them, or straight from the socket for a body of known length.
 
 Two vidbox extensions are offered for such bodies, in ``scope["extensions"]``:
@@ -23,12 +23,13 @@ import asyncio
 import contextlib
 import os
 from collections import deque
+from concurrent.futures import Executor
 from typing import Any, Final
 
-import httptools
-
-from vidbox import splice
-from vidbox.http_limits import IdleWatch, close_for_everyone, log_cut, queued_bytes
+from vidbox.http import splice
+from vidbox.http.limits import IdleWatch, close_for_everyone, log_cut, queued_bytes
+from vidbox.http.uvicorn_internals import Request
+from vidbox.threads import private_pool
 
 BODY_READINTO: Final = "vidbox.http.request.readinto"
 BODY_TO_FILE: Final = "vidbox.http.request.tofile"
@@ -36,33 +37,24 @@ BODY_TO_FILE: Final = "vidbox.http.request.tofile"
 # Reading stops while this much of a body waits for the app: a bound on memory per request.
 BODY_HIGH_WATER = 1024 * 1024
 
-_BODY_CYCLE_ATTRIBUTES: Final = (
-    "receive",
-    "message_event",
-    "more_body",
-    "disconnected",
-    "response_complete",
-    "waiting_for_100_continue",
-    "transport",
-)
-
 
 def attach(
-    protocol: Any,
-    cycle: Any,
+    request: Request,
     headers: list[tuple[bytes, bytes]],
     idle_timeout: float | None = None,
+    receiving: Executor | None = None,
 ) -> RequestBody | None:
-    """Take over the body of ``cycle``, the request uvicorn's httptools ``protocol`` just
-    parsed the headers of, and offer the app the extensions that work for it. None (uvicorn's
-    own handling stays) when the cycle does not look as expected. A body from which nothing
-    arrives for ``idle_timeout`` seconds while the app waits is cut off (see ``cut``)."""
-    if not all(hasattr(cycle, name) for name in _BODY_CYCLE_ATTRIBUTES):
+    """Take over the body of ``request``, whose ``headers`` were just parsed, and offer the
+    app the extensions that work for it. None (uvicorn's own handling stays) when uvicorn's
+    request does not look as expected. A body from which nothing arrives for
+    ``idle_timeout`` seconds while the app waits is cut off (see ``cut``). Bodies moved into
+    files go through the ``receiving`` threads (``vidbox.threads``)."""
+    if not request.body_handoff_possible():
         return None
-    body = RequestBody(protocol, cycle, _content_length(headers), idle_timeout)
-    cycle.receive = body.receive
-    if body.length is not None and _direct_read_possible(protocol):
-        extensions = cycle.scope.setdefault("extensions", {})
+    body = RequestBody(request, _content_length(headers), idle_timeout, receiving)
+    request.set_receive(body.receive)
+    if body.length is not None and request.direct_read_possible():
+        extensions = request.extensions()
         extensions[BODY_READINTO] = {"readinto": body.readinto}
         if hasattr(os, "splice"):
             extensions[BODY_TO_FILE] = {
@@ -86,9 +78,14 @@ class RequestBody:
     """
 
     def __init__(
-        self, protocol: Any, cycle: Any, length: int | None, idle_timeout: float | None = None
+        self,
+        request: Request,
+        length: int | None,
+        idle_timeout: float | None = None,
+        receiving: Executor | None = None,
     ) -> None:
-        self.protocol, self.flow, self.cycle = protocol, protocol.flow, cycle
+        self.request = request
+        self._receiving = receiving
         self.length = length  # Content-Length, None for a chunked body
         self.chunks: deque[bytes | memoryview] = deque()
         self.size = 0  # bytes in self.chunks
@@ -97,39 +94,35 @@ class RequestBody:
         self.keep_alive: bool | None = None  # the connection's, while the app owns the socket
         self.idle: IdleWatch | None = None
         if idle_timeout:
-            self.idle = IdleWatch(protocol.loop, idle_timeout, self._progress, self.cut)
+            self.idle = IdleWatch(request.loop, idle_timeout, self._progress, self.cut)
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
         self.parsed += len(chunk)
         if self.size > BODY_HIGH_WATER:
-            self.flow.pause_reading()
-        self.cycle.message_event.set()
+            self.request.pause_reading()
+        self.request.message_arrived()
 
     def _continue(self) -> None:
-        cycle = self.cycle
-        if cycle.waiting_for_100_continue and not cycle.transport.is_closing():
-            cycle.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            cycle.waiting_for_100_continue = False
+        self.request.send_continue()
 
     async def receive(self) -> dict[str, Any]:
-        cycle = self.cycle
+        request = self.request
         self._continue()
-        if not self.chunks and not cycle.disconnected and not cycle.response_complete:
-            self.flow.resume_reading()
+        if not self.chunks and not request.disconnected and not request.response_complete:
+            request.resume_reading()
             with self._waiting():
-                await cycle.message_event.wait()
-            cycle.message_event.clear()
-        if cycle.response_complete or (cycle.disconnected and not self.chunks):
+                await request.next_message()
+        if request.response_complete or (request.disconnected and not self.chunks):
             return {"type": "http.disconnect"}
         body = self.chunks.popleft() if self.chunks else b""
         self.size -= len(body)
-        if self.size <= BODY_HIGH_WATER and not cycle.disconnected:
-            self.flow.resume_reading()
+        if self.size <= BODY_HIGH_WATER and not request.disconnected:
+            request.resume_reading()
         # A body cut off by a disconnect is never reported complete: more_body stays True and
         # the next receive() answers http.disconnect.
-        more_body = bool(self.chunks) or cycle.more_body
+        more_body = bool(self.chunks) or request.more_body
         return {"type": "http.request", "body": body, "more_body": more_body}
 
     def remaining(self) -> int:
@@ -200,7 +193,7 @@ class RequestBody:
             view = memoryview(bytearray(min(limit, self.size)))
             taken = self._take_chunks(view)
             found = await splice.finish_on_thread(
-                splice.write_and_search, fd, view[:taken], offset, search
+                self.receiving, splice.write_and_search, fd, view[:taken], offset, search
             )
             return taken, found
         unread = self._unread()
@@ -211,7 +204,7 @@ class RequestBody:
             # The waits below (on the loop, and the thread's) end when a pipe's worth is there.
             splice.set_low_water(sock, min(unread, splice.PIPE_BYTES))
             while True:
-                job = splice.RECEIVING.submit(
+                job = self.receiving.submit(
                     splice.splice_arrived, sock, fd, offset, min(limit, unread), search
                 )
                 try:
@@ -230,10 +223,16 @@ class RequestBody:
             os.close(sock)
         return self._took_directly(moved, unread), found
 
+    @property
+    def receiving(self) -> Executor:
+        if self._receiving is None:  # a body attached by hand, as in a test
+            self._receiving = private_pool("receiving")
+        return self._receiving
+
     def ended(self) -> bool:
         """The whole body is in, or it never will be."""
-        cycle = self.cycle
-        return not cycle.more_body or cycle.disconnected or cycle.response_complete
+        request = self.request
+        return not request.more_body or request.disconnected or request.response_complete
 
     def cut(self, why: str) -> None:
         """End the body now, as if the client had left: the connection closes, the app gets
@@ -242,11 +241,11 @@ class RequestBody:
         lock). For a client gone silent, and for a server that is stopping."""
         if self.ended():
             return
-        log_cut(why, self.protocol.client, self.parsed + self.direct)
-        cycle = self.cycle
-        cycle.disconnected = True
-        close_for_everyone(cycle.transport)
-        cycle.message_event.set()
+        log_cut(why, self.request.client, self.parsed + self.direct)
+        request = self.request
+        request.mark_disconnected()
+        close_for_everyone(request.transport)
+        request.message_arrived()
 
     def _waiting(self) -> Any:
         if self.idle is None or self.ended():
@@ -257,7 +256,7 @@ class RequestBody:
         if self.ended():
             assert self.idle is not None
             self.idle.finish()
-        sock = self.cycle.transport.get_extra_info("socket")
+        sock = self.request.transport.get_extra_info("socket")
         return self.parsed + self.direct, queued_bytes(sock) if sock is not None else 0
 
     def _unread(self) -> int:
@@ -273,16 +272,16 @@ class RequestBody:
         close while the app waits on it, its number could be reused by another connection,
         whose bytes must never be read here.
         """
-        cycle = self.cycle
-        if cycle.disconnected or cycle.response_complete or cycle.transport.is_closing():
+        request = self.request
+        if request.disconnected or request.response_complete or request.transport.is_closing():
             raise ConnectionResetError("the client is gone")
         self._claim()
-        return os.dup(cycle.transport.get_extra_info("socket").fileno())
+        return os.dup(request.transport.get_extra_info("socket").fileno())
 
     def _claim(self) -> None:
         if self.keep_alive is None:
-            self.flow.pause_reading()
-            self.keep_alive, self.cycle.keep_alive = self.cycle.keep_alive, False
+            self.request.pause_reading()
+            self.keep_alive, self.request.keep_alive = self.request.keep_alive, False
 
     def _take_chunks(self, buffer: memoryview) -> int:
         taken = 0
@@ -297,7 +296,7 @@ class RequestBody:
             taken += piece
         self.size -= taken
         if self.size <= BODY_HIGH_WATER and self.keep_alive is None:
-            self.flow.resume_reading()
+            self.request.resume_reading()
         return taken
 
     def _took_directly(self, count: int, unread: int) -> int:
@@ -309,16 +308,15 @@ class RequestBody:
         if count == unread:
             # The old parser still waits for the bytes the app took: a new one reads the
             # connection's next request.
-            protocol, cycle = self.protocol, self.cycle
-            protocol.parser = _new_parser(protocol)
-            cycle.keep_alive, self.keep_alive = self.keep_alive, None
-            protocol.on_message_complete()
-            self.flow.resume_reading()
+            assert self.keep_alive is not None
+            self.request.keep_alive, self.keep_alive = self.keep_alive, None
+            self.request.restart_parser()
+            self.request.resume_reading()
         return count
 
     def _lost(self) -> None:
-        self.cycle.disconnected = True
-        self.cycle.transport.close()
+        self.request.mark_disconnected()
+        self.request.transport.close()
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -331,24 +329,6 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     except ValueError:
         return None
     return length if length >= 0 else None
-
-
-def _direct_read_possible(protocol: Any) -> bool:
-    transport = protocol.transport
-    return (
-        hasattr(protocol, "parser")
-        and hasattr(protocol, "on_message_complete")
-        and transport.get_extra_info("sslcontext") is None
-        and transport.get_extra_info("socket") is not None
-    )
-
-
-def _new_parser(protocol: Any) -> httptools.HttpRequestParser:
-    parser = httptools.HttpRequestParser(protocol)
-    # As uvicorn sets up its own parser.
-    with contextlib.suppress(AttributeError):
-        parser.set_dangerous_leniencies(lenient_data_after_close=True)
-    return parser
 
 
 async def _readable(fd: int) -> None:

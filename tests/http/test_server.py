@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from tests.support import LiveServer, start_server, wait_until
-from vidbox import splice
 from vidbox.config import Settings
-from vidbox.request_body import BODY_HIGH_WATER, BODY_READINTO, BODY_TO_FILE
-from vidbox.server import ZEROCOPY_SEND
+from vidbox.http.request_body import BODY_HIGH_WATER, BODY_READINTO, BODY_TO_FILE
+from vidbox.http.server import ZEROCOPY_SEND
+from vidbox.threads import RECEIVING_THREADS
 
 MiB = 1024 * 1024
 
@@ -357,7 +357,7 @@ def test_trickling_clients_do_not_hold_the_receiving_threads(
     live: LiveServer, recorder: BodyRecorder
 ) -> None:
     # More slow bodies than there are receiving threads, each trickling a byte at a time.
-    count = splice.RECEIVING._max_workers + 4
+    count = RECEIVING_THREADS + 4
     started = recorder.started
     slow = [_raw_request(_port(live), MiB, path="/tofile") for _ in range(count)]
     stop = threading.Event()

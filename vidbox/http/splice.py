@@ -1,7 +1,7 @@
 """Moving request body bytes from a socket into a file inside the kernel: ``splice(2)`` from
 the socket into a pipe (the kernel links the socket buffer's pages, no copy), then from the
 pipe into the file, on receiving threads so the event loop neither copies the bytes nor waits
-for the disk. Used by ``vidbox.request_body``'s to-file extension."""
+for the disk. Used by ``vidbox.http.request_body``'s to-file extension."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# Threads that move arrived body bytes into files. Each holds on only while bytes pour in
-# (``splice_arrived``), so slow clients never tie one up: their waits are on the loop.
-RECEIVING = ThreadPoolExecutor(max_workers=16, thread_name_prefix="vidbox-receive")
+# The receiving threads (``vidbox.threads``) move arrived body bytes into files. Each holds on
+# only while bytes pour in (``splice_arrived``), so slow clients never tie one up: their waits
+# are on the loop.
 # One call moves at most this much, then hands back to the loop (progress, cancellation).
 SPLICE_CALL_BYTES = 16 * 1024 * 1024
 # How long a receiving thread waits for more bytes before handing the wait back to the loop,
@@ -166,11 +166,11 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         data, offset = data[written:], offset + written
 
 
-async def finish_on_thread(func: Callable[..., T], *args: Any) -> T:
-    """Run ``func`` on a receiving thread; if the caller is cancelled meanwhile, the work
-    still completes before the cancellation goes on (a file is never written behind its
-    owner's back)."""
-    job = RECEIVING.submit(func, *args)
+async def finish_on_thread(pool: Executor, func: Callable[..., T], *args: Any) -> T:
+    """Run ``func`` on a receiving thread of ``pool``; if the caller is cancelled meanwhile,
+    the work still completes before the cancellation goes on (a file is never written behind
+    its owner's back)."""
+    job = pool.submit(func, *args)
     try:
         return await asyncio.wrap_future(job)
     except asyncio.CancelledError:

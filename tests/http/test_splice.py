@@ -1,12 +1,12 @@
 """The delimiter search that runs as bytes are spliced into a file (the moving itself is
-exercised over real sockets in tests/test_server.py and tests/web/test_multipart.py)."""
+exercised over real sockets in tests/http/test_server.py and tests/web/test_multipart.py)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from vidbox import splice
+from vidbox.http import splice
 
 DELIMITER = b"\r\n--vidboxtestboundary0123456789"
 
