@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.errors import NotFound, PayloadTooLarge, ValidationFailed
 from vidbox.jobs import MEDIA_LANE
-from vidbox.jobs.queue import enqueue
+from vidbox.jobs.queue import cancel_video_jobs, enqueue, stop_video_jobs
 from vidbox.logs import log_fields
 from vidbox.models import Rendition, Upload, User, Video, VideoStatus, utcnow
 from vidbox.services import Services
@@ -235,11 +235,11 @@ async def delete_video(services: Services, user: User, video_id: str) -> None:
         uploads = (await session.exec(select(Upload).where(Upload.video_id == video.id))).all()
         spool_ids = [u.id for u in uploads]
         prefix = video_prefix(video)
+        job_ids = await cancel_video_jobs(session, video.id)
         await session.delete(video)
     services.db.video_cache.clear()
-    runner = getattr(services, "runner", None)
-    if runner is not None:
-        await runner.cancel_video(video_id)
+    # Before the files go: a running FFmpeg must not write more of them.
+    await stop_video_jobs(services.db, video_id, job_ids)
     for spool_id in spool_ids:
         # A request still writing this upload holds its lock; the cleanup job gets it later.
         with contextlib.suppress(UploadError):
