@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vidbox.auth import accounts
 from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
 from vidbox.auth.passwords import verify_password
 from vidbox.auth.ratelimit import RateLimiter
@@ -16,7 +17,6 @@ from vidbox.auth.sessions import (
     revoke_session,
     revoke_user_sessions,
 )
-from vidbox.auth.users import check_name, set_password
 from vidbox.errors import NotFound, VidboxError
 from vidbox.models import User
 from vidbox.web.api_auth import UNKNOWN_ID
@@ -44,15 +44,9 @@ async def save_profile(request: Request) -> Response:
     user = await require_user(request)
     form = await form_body(request)
     try:
-        name = check_name(form.get("name", ""))
+        await accounts.rename_account(services_of(request).db, user.id, form.get("name", ""))
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
-    async with services_of(request).db.session() as session:
-        fresh = await session.get(User, user.id)
-        assert fresh is not None
-        fresh.name = name
-        session.add(fresh)
-    services_of(request).db.auth_cache.clear()  # signed-in principals carry the old name
     return redirect("/settings", flash="Your name is saved.")
 
 
@@ -67,15 +61,10 @@ async def change_password(request: Request) -> Response:
         return await _page(request, user, error="Your current password is not right.", status=400)
     await limiter.give_back(counted)
     try:
-        async with db.session() as session:
-            fresh = await session.get(User, user.id)
-            assert fresh is not None
-            await set_password(session, fresh, form.get("new_password", ""))
+        # Ends every sign-in of the account, this one and the API tokens included.
+        await accounts.change_password(db, form.get("new_password", ""), user_id=user.id)
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
-    # A new password ends every other sign-in: whoever knew the old one is out, and so is
-    # any API token they made themselves with it.
-    await revoke_user_sessions(db, user.id, kinds=EVERY_KIND)
     response = redirect(
         "/login",
         flash="Password changed, and your API tokens are revoked. Sign in with the new one.",
