@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
+from vidbox.auth.passwords import verify_password
+from vidbox.auth.ratelimit import RateLimiter
 from vidbox.auth.sessions import EVERY_KIND, revoke_sessions_in
 from vidbox.auth.users import change_flags, check_name, create_user, get_user, set_password
 from vidbox.db import Database
-from vidbox.errors import NotFound
+from vidbox.errors import BadRequest, NotFound
 from vidbox.models import User
 
 CONSOLE: User | None = None
@@ -103,6 +106,23 @@ async def change_password(
         await revoke_sessions_in(session, user.id, kinds=EVERY_KIND)
     db.auth_cache.clear()
     return user
+
+
+# A stolen session must not become a way to guess the password: wrong current passwords
+# count against the account, as failed sign-ins do.
+PASSWORD_CHECKS = 8
+WRONG_CURRENT = "Your current password is not right."
+
+
+async def change_own_password(db: Database, user: User, *, current: str, new: str) -> User:
+    """A signed-in user's change of their own password: the current one first (rate limited,
+    TooManyRequests past the limit), then ``change_password``."""
+    limiter, key = RateLimiter(db), f"password-check:{user.id}"
+    counted = await limiter.take(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
+    if not await verify_password(user.password_hash, current):
+        raise BadRequest(WRONG_CURRENT)
+    await limiter.give_back(counted)
+    return await change_password(db, new, user_id=user.id)
 
 
 async def rename_account(db: Database, user_id: str, name: str) -> User:

@@ -7,9 +7,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vidbox.auth import accounts
-from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
-from vidbox.auth.passwords import verify_password
-from vidbox.auth.ratelimit import RateLimiter
 from vidbox.auth.sessions import (
     EVERY_KIND,
     create_personal_token,
@@ -17,15 +14,13 @@ from vidbox.auth.sessions import (
     revoke_session,
     revoke_user_sessions,
 )
-from vidbox.errors import NotFound, VidboxError
+from vidbox.errors import NotFound, TooManyRequests, VidboxError
 from vidbox.models import User
 from vidbox.web.api_auth import UNKNOWN_ID
 from vidbox.web.auth import clear_session_cookie, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import form_body
 from vidbox.web.render import redirect, render
-
-PASSWORD_CHECKS = 8
 
 
 async def _page(
@@ -53,16 +48,16 @@ async def save_profile(request: Request) -> Response:
 async def change_password(request: Request) -> Response:
     user = await require_user(request)
     form = await form_body(request)
-    db = services_of(request).db
-    # A stolen session must not become a way to guess the password.
-    limiter, key = RateLimiter(db), f"password-check:{user.id}"
-    counted = await limiter.take(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
-    if not await verify_password(user.password_hash, form.get("current_password", "")):
-        return await _page(request, user, error="Your current password is not right.", status=400)
-    await limiter.give_back(counted)
     try:
         # Ends every sign-in of the account, this one and the API tokens included.
-        await accounts.change_password(db, form.get("new_password", ""), user_id=user.id)
+        await accounts.change_own_password(
+            services_of(request).db,
+            user,
+            current=form.get("current_password", ""),
+            new=form.get("new_password", ""),
+        )
+    except TooManyRequests:
+        raise  # the error page, with its Retry-After
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
     response = redirect(
