@@ -117,10 +117,12 @@ def wake_after_commit(session: AsyncSession, lane: str) -> None:
     """Wake the workers of ``lane`` once this session's transaction commits (not at all if it
     rolls back). Listens to the session once; later transactions of it reuse the listeners.
 
-    This is the seam for other processes: on PostgreSQL, a ``NOTIFY vidbox_jobs, '<lane>'``
-    issued in this same transaction is delivered by the server at commit and dropped on
-    rollback, to a Wakeup that LISTENs and subscribes like the runner. Not done yet: SQLite
-    processes sharing a file find new jobs by polling."""
+    This wakes this process only. Other processes sharing the database find the job when
+    they poll; on PostgreSQL they could hear of it at once through the same path: the callers
+    of this function (``enqueue``, ``jobs.admin``) are async and inside the transaction, so
+    they can also issue ``NOTIFY vidbox_jobs, '<lane>'``, which the server delivers at commit
+    and drops on rollback, and each runner LISTENs and calls its own ``wake(lane)``. Not done
+    yet (SQLite has no such channel)."""
     info = session.info
     info.setdefault(_LANES, set()).add(lane)
     if not info.get(_HOOKED):
