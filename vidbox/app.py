@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             )
             watching = asyncio.create_task(watch.run())
             runner = JobRunner(services, all_handlers())
-            services.runner = runner
+            app.state.runner = runner  # for tests and tools: no request path needs it
             await runner.start()
             token = await issue_setup_token(services.db)
             if token:
@@ -100,7 +100,7 @@ def create_app(settings: Settings) -> Starlette:
                 gc.unfreeze()
                 # Running jobs are put back in the queue and resume on the next start.
                 await runner.stop()
-                services.runner = None
+                app.state.runner = None
 
     app = Starlette(
         routes=routes(),

@@ -10,8 +10,8 @@ from typing import TypeVar
 
 import click
 
-from vidbox.auth.sessions import EVERY_KIND, revoke_user_sessions
-from vidbox.auth.users import create_user, get_user, list_users, set_password
+from vidbox.auth import accounts
+from vidbox.auth.users import list_users
 from vidbox.cli_options import box_options, box_settings
 from vidbox.errors import VidboxError
 from vidbox.services import Services, open_services
@@ -59,17 +59,11 @@ def create(ctx: click.Context, email: str, name: str, admin: bool, password_stdi
     password = _read_password(password_stdin)
 
     async def action(services: Services) -> str:
-        async with services.db.session() as session:
-            # Whoever runs the CLI is the box's admin, who vouches for the address.
-            created = await create_user(
-                session,
-                email=email,
-                password=password,
-                name=name,
-                is_admin=admin,
-                email_verified=True,
-            )
-            return created.email
+        # Whoever runs the CLI is the box's admin, who vouches for the address.
+        created = await accounts.add_account(
+            services.db, email=email, password=password, name=name, is_admin=admin
+        )
+        return created.email
 
     click.echo(f"Created {'admin ' if admin else ''}account {_run(ctx, action)}.")
 
@@ -109,24 +103,17 @@ def set_password_cmd(ctx: click.Context, email: str, password_stdin: bool) -> No
     password = _read_password(password_stdin)
 
     async def action(services: Services) -> None:
-        async with services.db.session() as session:
-            await set_password(session, await get_user(session, email), password)
-        async with services.db.read() as session:
-            found = await get_user(session, email)
-        await revoke_user_sessions(services.db, found.id, kinds=EVERY_KIND)
+        await accounts.change_password(services.db, password, email=email)
 
     _run(ctx, action)
     click.echo(f"Password changed for {email.strip().lower()}.")
 
 
 def _set_disabled(ctx: click.Context, email: str, disabled: bool) -> None:
+    change = accounts.disable_user if disabled else accounts.enable_user
+
     async def action(services: Services) -> None:
-        async with services.db.session() as session:
-            found = await get_user(session, email)
-            found.disabled = disabled
-            session.add(found)
-        if disabled:
-            await revoke_user_sessions(services.db, found.id, kinds=EVERY_KIND)
+        await change(services.db, accounts.CONSOLE, email=email)
 
     _run(ctx, action)
     click.echo(f"{email.strip().lower()} is {'disabled' if disabled else 'enabled'}.")

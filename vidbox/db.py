@@ -104,8 +104,9 @@ class Database:
         self._write = _make_engine(path, "BEGIN IMMEDIATE")
         # Reads run in autocommit: no BEGIN/ROLLBACK round trips on every page and segment.
         self._read = _make_engine(path, None)
+        # session.info["database"]: lets an after-commit hook find who to tell (jobs/queue.py).
         self._write_sessions = async_sessionmaker(
-            self._write, class_=AsyncSession, expire_on_commit=False
+            self._write, class_=AsyncSession, expire_on_commit=False, info={"database": self}
         )
         self._read_sessions = async_sessionmaker(
             self._read, class_=AsyncSession, expire_on_commit=False

@@ -45,12 +45,6 @@ class UploadState:
     completed: bool
 
 
-def _wake_runner(services: Services) -> None:
-    runner = getattr(services, "runner", None)
-    if runner is not None:
-        runner.wake()
-
-
 # How far the expiry must have fallen behind before a received part moves it.
 EXPIRY_STEP = timedelta(minutes=1)
 
@@ -225,7 +219,6 @@ async def _finish_tus(services: Services, upload: Upload, container: str | None)
         row.completed_at = utcnow()
         session.add(row)
         await start_processing(session, video, upload.id)
-    _wake_runner(services)
     log.info("upload complete", extra=log_fields(upload_id=upload.id, video_id=video.id))
 
 
@@ -280,6 +273,5 @@ async def receive_one_shot(
         with contextlib.suppress(OSError):
             data_path.unlink()
         raise
-    _wake_runner(services)
     log.info("one-shot upload received", extra=log_fields(video_id=video.id, size=size))
     return video.id

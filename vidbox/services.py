@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
 
 from vidbox.config import Settings
 from vidbox.datadir import load_secret_key, prepare_data_dir
@@ -20,9 +19,6 @@ from vidbox.mail import Mailer
 from vidbox.storage import Storage, load
 from vidbox.threads import ThreadPools
 from vidbox.uploads import UploadSpool
-
-if TYPE_CHECKING:
-    from vidbox.jobs.runner import JobRunner
 
 
 async def check_storage(storage: Storage) -> str:
@@ -39,8 +35,6 @@ class Services:
     # One spool per process: it holds the per-upload locks.
     spool: UploadSpool
     mailer: Mailer
-    # Set by the app's lifespan once the job runner is started; None in CLI tools.
-    runner: JobRunner | None = None
     ffmpeg_check: FFmpegCheck = field(default_factory=FFmpegCheck)
     # The disk and storage threads (vidbox.threads), closed with the services.
     threads: ThreadPools = field(default_factory=ThreadPools)

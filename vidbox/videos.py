@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidbox.db import Database
 from vidbox.errors import NotFound, PayloadTooLarge, ValidationFailed
 from vidbox.jobs import MEDIA_LANE
-from vidbox.jobs.queue import enqueue
+from vidbox.jobs.queue import cancel_video_jobs, enqueue, stop_video_jobs
 from vidbox.logs import log_fields
 from vidbox.models import Rendition, Upload, User, Video, VideoStatus
 from vidbox.services import Services
@@ -150,6 +152,35 @@ async def list_videos(
     return [video_json(v, renditions[v.id]) for v in rows], total
 
 
+async def videos_changed(
+    db: Database,
+    owner_id: str,
+    *,
+    video_ids: list[str] | None,
+    since: datetime,
+    watching: set[str],
+) -> list[tuple[Video, dict[str, Any]]]:
+    """For a live page (web/events.py): ``video_ids`` (a video's own page), or else the
+    owner's videos still being worked on, changed since ``since``, or in ``watching``; each
+    with its JSON."""
+    async with db.read() as session:
+        query = select(Video).where(Video.owner_id == owner_id)
+        if video_ids is not None:
+            query = query.where(col(Video.id).in_(video_ids))
+        else:
+            query = query.where(
+                or_(
+                    col(Video.status).in_([VideoStatus.UPLOADING, VideoStatus.PROCESSING]),
+                    and_(Video.status == VideoStatus.READY, Video.progress < 100),
+                    Video.updated_at >= since,
+                    col(Video.id).in_(watching),
+                )
+            )
+        rows = list((await session.exec(query)).all())
+        renditions = await renditions_of(session, [v.id for v in rows])
+    return [(video, video_json(video, renditions[video.id])) for video in rows]
+
+
 async def video_details(services: Services, user: User, video_id: str) -> dict[str, Any]:
     async with services.db.read() as session:
         video = await get_owned(session, user, video_id)
@@ -232,11 +263,11 @@ async def delete_video(services: Services, user: User, video_id: str) -> None:
         uploads = (await session.exec(select(Upload).where(Upload.video_id == video.id))).all()
         spool_ids = [u.id for u in uploads]
         prefix = video_prefix(video)
+        job_ids = await cancel_video_jobs(session, video.id)
         await session.delete(video)
     services.db.video_cache.clear()
-    runner = getattr(services, "runner", None)
-    if runner is not None:
-        await runner.cancel_video(video_id)
+    # Before the files go: a running FFmpeg must not write more of them.
+    await stop_video_jobs(services.db, video_id, job_ids)
     for spool_id in spool_ids:
         # A request still writing this upload holds its lock; the cleanup job gets it later.
         with contextlib.suppress(UploadError):

@@ -106,7 +106,7 @@ def test_open_streams_end_when_the_server_shuts_down(settings: Settings) -> None
                     pass
         live.thread.join(timeout=30)
         assert not live.thread.is_alive()
-        assert live.app.state.services.runner is None  # the lifespan's shutdown ran
+        assert live.app.state.runner is None  # the lifespan's shutdown ran
     finally:
         live.stop()
 

@@ -13,6 +13,7 @@ from vidbox.auth.secrets import hash_token, new_token
 from vidbox.auth.users import create_user
 from vidbox.db import Database
 from vidbox.errors import NotFound
+from vidbox.mail.origin import remember_setup_origin
 from vidbox.models import SetupToken, User, utcnow
 
 SETUP_TOKEN_TTL = timedelta(hours=24)
@@ -47,10 +48,17 @@ async def find_setup_token(session: AsyncSession, token: str) -> SetupToken | No
 
 
 async def claim_first_admin(
-    db: Database, token: str, *, email: str, password: str, name: str = ""
+    db: Database,
+    token: str,
+    *,
+    email: str,
+    password: str,
+    name: str = "",
+    origin: str | None = None,
 ) -> User:
     """Create the first admin with a valid setup token, all in one transaction (two people
-    racing for the box cannot both win: the write lock is held from the first read)."""
+    racing for the box cannot both win: the write lock is held from the first read).
+    ``origin``: where the setup form was used, kept for mailed links (vidbox.mail.origin)."""
     async with db.session() as session:
         row = await find_setup_token(session, token)
         if row is None:
@@ -61,4 +69,6 @@ async def claim_first_admin(
         )
         row.used_at = utcnow()
         session.add(row)
+        if origin is not None:
+            await remember_setup_origin(session, origin)
     return user

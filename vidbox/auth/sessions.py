@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
 from vidbox.auth.secrets import hash_token, new_token
@@ -207,14 +208,21 @@ async def revoke_session(
 async def revoke_user_sessions(db: Database, user_id: str, *, kinds: tuple[str, ...]) -> int:
     """Sign a user out everywhere (the given session kinds)."""
     async with db.session() as session:
-        result = await session.exec(
-            update(AuthSession)  # type: ignore[call-overload]
-            .where(
-                col(AuthSession.user_id) == user_id,
-                col(AuthSession.kind).in_(kinds),
-                col(AuthSession.revoked_at).is_(None),
-            )
-            .values(revoked_at=utcnow())
-        )
+        revoked = await revoke_sessions_in(session, user_id, kinds=kinds)
     db.auth_cache.clear()
+    return revoked
+
+
+async def revoke_sessions_in(session: AsyncSession, user_id: str, *, kinds: tuple[str, ...]) -> int:
+    """``revoke_user_sessions`` inside the caller's transaction (a disable or a password change
+    and its sign-outs commit together). The caller clears ``db.auth_cache`` after the commit."""
+    result = await session.exec(
+        update(AuthSession)  # type: ignore[call-overload]
+        .where(
+            col(AuthSession.user_id) == user_id,
+            col(AuthSession.kind).in_(kinds),
+            col(AuthSession.revoked_at).is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
     return int(result.rowcount)

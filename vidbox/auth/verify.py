@@ -62,8 +62,6 @@ async def queue_verification(services: Services, user: User, *, origin: str) -> 
         return False
     async with services.db.session() as session:
         await enqueue_message(session, VERIFY_EMAIL, to=user.email, origin=origin, user_id=user.id)
-    if services.runner is not None:
-        services.runner.wake()
     return True
 
 

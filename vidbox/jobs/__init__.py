@@ -2,7 +2,8 @@
 
 A job is a row in the ``jobs`` table (see vidbox.models.Job). Code that wants work done calls
 ``vidbox.jobs.queue.enqueue(session, kind, payload, ...)`` inside its own transaction, so the job
-exists exactly when the change that asked for it is committed. ``JobRunner`` (runner.py) claims
+exists exactly when the change that asked for it is committed, and the commit wakes the idle
+workers of its lane by itself (queue.wake_after_commit). ``JobRunner`` (runner.py) claims
 runnable jobs atomically, runs the handler registered for their kind (a ``JobHandler``, or a
 bare function for a kind with no gave-up hook) with a ``JobContext``, and records the outcome:
 

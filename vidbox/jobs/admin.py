@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import func, or_
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.db import Database
 from vidbox.errors import NotFound
-from vidbox.jobs.queue import ALL_STATES, LANES
+from vidbox.jobs.queue import ALL_STATES, LANES, wake_after_commit
 from vidbox.models import Job, JobState, Video, VideoStatus, utcnow
 from vidbox.services import Services
 
@@ -35,19 +36,24 @@ async def list_jobs(
 async def retry_job(db: Database, job_id: int) -> Job | None:
     """Run a job again from scratch, now: back to queued with its attempts reset. None when
     there is no such job; a running job is returned unchanged (it is already being run)."""
-    now = utcnow()
     async with db.session() as session:
-        job = await session.get(Job, job_id)
-        if job is None or job.state == JobState.RUNNING:
-            return job
-        job.state = JobState.QUEUED
-        job.attempts = 0
-        job.run_at = now
-        job.lease_until = None
-        job.worker = None
-        job.finished_at = None
-        job.updated_at = now
-        session.add(job)
+        return await _requeue_finished(session, job_id)
+
+
+async def _requeue_finished(session: AsyncSession, job_id: int) -> Job | None:
+    now = utcnow()
+    job = await session.get(Job, job_id)
+    if job is None or job.state == JobState.RUNNING:
+        return job
+    job.state = JobState.QUEUED
+    job.attempts = 0
+    job.run_at = now
+    job.lease_until = None
+    job.worker = None
+    job.finished_at = None
+    job.updated_at = now
+    session.add(job)
+    wake_after_commit(session, job.lane)
     return job
 
 
@@ -100,18 +106,17 @@ async def queue_overview(services: Services) -> dict[str, Any]:
 
 
 async def retry(services: Services, job_id: int) -> Job:
-    """Run a failed or dead job again; its video shows PROCESSING again meanwhile."""
-    job = await retry_job(services.db, job_id)
-    if job is None:
-        raise NotFound("No such job.")
-    if job.video_id:
-        async with services.db.session() as session:
+    """Run a failed or dead job again; its video shows PROCESSING again meanwhile (one unit
+    of work, so the page never shows a queued job beside a FAILED video)."""
+    async with services.db.session() as session:
+        job = await _requeue_finished(session, job_id)
+        if job is None:
+            raise NotFound("No such job.")
+        if job.video_id:
             video = await session.get(Video, job.video_id)
             if video is not None and video.status == VideoStatus.FAILED:
                 video.status, video.error, video.progress = VideoStatus.PROCESSING, None, 0
                 session.add(video)
-    if services.runner is not None:
-        services.runner.wake()
     return job
 
 

@@ -13,17 +13,25 @@ State machine (see vidbox.models.JobState)::
                         |    \\--other error: attempts left? queued (run_at + backoff) : dead
                         \\--shutdown / lease expired--> queued
     failed, dead --retry_job--> queued
+
+Waking workers: ``enqueue`` (and anything else that makes a job runnable, through
+``wake_after_commit``) notes the job's lane on the session, and when that transaction commits
+every ``Wakeup`` subscribed to the database hears of it (the in-process JobRunner subscribes on
+start). A rollback wakes nobody. Callers never wake anything by hand.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
+import weakref
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import case, delete, or_, update
+from sqlalchemy import case, delete, event, or_, update
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -50,6 +58,8 @@ LANES = (MEDIA_LANE, SMALL_LANE)
 
 LEASE_EXPIRED_MESSAGE = "The worker running this job stopped before it finished."
 
+log = logging.getLogger("vidbox.jobs")
+
 
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """How long to wait before the run after failed attempt number ``attempt`` (1, 2, ...)."""
@@ -75,6 +85,84 @@ def job_payload(job: Job) -> dict[str, Any]:
     return data
 
 
+# -- waking workers after commit --------------------------------------------------------------
+
+
+class Wakeup(Protocol):
+    """Told, after a commit, that jobs of ``lanes`` became runnable. Called synchronously in
+    the committing task: do no I/O, only set events (or schedule work)."""
+
+    def notify(self, lanes: frozenset[str]) -> None: ...
+
+
+_WAKEUPS: weakref.WeakKeyDictionary[Database, list[Wakeup]] = weakref.WeakKeyDictionary()
+_LANES = "vidbox.jobs.pending_lanes"  # session.info: lanes to announce at the next commit
+_HOOKED = "vidbox.jobs.hooked"  # session.info: the commit/rollback listeners are installed
+
+
+def subscribe(db: Database, wakeup: Wakeup) -> None:
+    """Hear of every job committed through ``db`` (sessions of that Database object)."""
+    subscribers = _WAKEUPS.setdefault(db, [])
+    if wakeup not in subscribers:
+        subscribers.append(wakeup)
+
+
+def unsubscribe(db: Database, wakeup: Wakeup) -> None:
+    subscribers = _WAKEUPS.get(db, [])
+    if wakeup in subscribers:
+        subscribers.remove(wakeup)
+
+
+def wake_after_commit(session: AsyncSession, lane: str) -> None:
+    """Wake the workers of ``lane`` once this session's transaction commits (not at all if it
+    rolls back). Listens to the session once; later transactions of it reuse the listeners.
+
+    This wakes this process only. Other processes sharing the database find the job when
+    they poll; on PostgreSQL they could hear of it at once through the same path: the callers
+    of this function (``enqueue``, ``jobs.admin``) are async and inside the transaction, so
+    they can also issue ``NOTIFY vidbox_jobs, '<lane>'``, which the server delivers at commit
+    and drops on rollback, and each runner LISTENs and calls its own ``wake(lane)``. Not done
+    yet (SQLite has no such channel)."""
+    info = session.info
+    info.setdefault(_LANES, set()).add(lane)
+    if not info.get(_HOOKED):
+        info[_HOOKED] = True
+        event.listen(session.sync_session, "after_commit", _after_commit)
+        event.listen(session.sync_session, "after_rollback", _after_rollback)
+
+
+def _after_commit(session: Session) -> None:
+    lanes = session.info.pop(_LANES, None)
+    db = session.info.get("database")
+    if not lanes or db is None:
+        return
+    for wakeup in list(_WAKEUPS.get(db, ())):
+        # The transaction is committed: a failing subscriber must not turn it into an error.
+        try:
+            wakeup.notify(frozenset(lanes))
+        except Exception:
+            log.exception("waking the job workers failed; they find the job when they poll")
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_LANES, None)
+
+
+@runtime_checkable
+class VideoJobStopper(Protocol):
+    """A subscriber that runs handlers in this process and can stop those of a video."""
+
+    async def stop_video(self, video_id: str, job_ids: list[int]) -> None: ...
+
+
+async def stop_video_jobs(db: Database, video_id: str, job_ids: list[int]) -> None:
+    """After the commit that removed a video's jobs (``cancel_video_jobs``): stop the handlers
+    this process runs for them now. Other processes notice at their next lease renewal."""
+    for subscriber in list(_WAKEUPS.get(db, ())):
+        if isinstance(subscriber, VideoJobStopper):
+            await subscriber.stop_video(video_id, job_ids)
+
+
 # -- enqueue --------------------------------------------------------------------------------
 
 
@@ -93,7 +181,7 @@ async def enqueue(
 
     With ``idempotency_key``: while a job with that key is queued or running, that job is
     returned and nothing is added. A finished job holding the key is deleted to make room (its
-    outcome is superseded by the new job). Call the runner's ``wake()`` after the commit.
+    outcome is superseded by the new job). Workers of ``lane`` are woken after the commit.
     """
     if lane not in LANES:
         raise ValueError(f"unknown job lane {lane!r}")
@@ -123,6 +211,7 @@ async def enqueue(
     )
     session.add(job)
     await session.flush()
+    wake_after_commit(session, lane)
     return job
 
 
@@ -373,7 +462,8 @@ async def work_pending(db: Database, kinds: Iterable[str], *, now: datetime | No
 async def cancel_video_jobs(session: AsyncSession, video_id: str) -> list[int]:
     """Remove the live jobs of a deleted video inside the caller's transaction; returns the ids
     of those that were running. Their rows are deleted too: the runner that owns one notices
-    (``JobRunner.cancel_video`` at once in this process, the next lease renewal in any other)
+    (``stop_video_jobs`` after the commit at once in this process, the next lease renewal in
+    any other)
     and cancels the handler without recording an outcome."""
     running = list(
         (

@@ -6,7 +6,9 @@ third of the lease while it runs, stops it when it overruns its kind's timeout, 
 outcome. All state that matters is in the database: a second process sharing it behaves the
 same, and a process killed mid-job loses nothing: the next start of this data dir takes its
 jobs back at once (vidbox.jobs.leftovers), any other process when their lease expires.
-Wake-ups after an enqueue are only a shortcut past the polling interval.
+Wake-ups after an enqueue are only a shortcut past the polling interval: the runner subscribes
+to its database (queue.subscribe), and every commit that enqueued a job wakes the workers of
+that job's lane (queue.wake_after_commit).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from vidbox.jobs.queue import (
     job_payload,
     renew_lease,
     requeue,
+    subscribe,
+    unsubscribe,
     work_pending,
 )
 from vidbox.logs import log_fields
@@ -131,14 +135,30 @@ class JobRunner:
             return
         self._bind_loop()
         self._group = WorkerGroup()
+        subscribe(self.services.db, self)
         await self._recover()
         await self._enqueue_startup_jobs()
         self._spawn(self._group)
         log.info("job runner started", extra=log_fields(worker=self.name, **self.concurrency))
 
+    def notify(self, lanes: frozenset[str]) -> None:
+        """queue.Wakeup: jobs of ``lanes`` were committed. Safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for lane in lanes:
+            if here is loop:
+                self.wake(lane)
+            else:  # asyncio events belong to the runner's loop
+                loop.call_soon_threadsafe(self.wake, lane)
+
     def wake(self, lane: str | None = None) -> None:
-        """Let idle workers (of ``lane``, or all) look for a job now. Call after the enqueue
-        commits; calling it early is harmless but useless."""
+        """Let idle workers (of ``lane``, or all) look for a job now. Enqueueing wakes them by
+        itself after the commit (``notify``); calling it early is harmless but useless."""
         if self._loop is None:
             return
         for event, worker_lane in self._wakeups.items():
@@ -152,6 +172,7 @@ class JobRunner:
         group, self._group = self._group, None
         if group is None:
             return
+        unsubscribe(self.services.db, self)
         group.stopping = True
         self.wake()
         for running in list(self._running.values()):
@@ -175,10 +196,16 @@ class JobRunner:
         Returns the ids of the jobs that were running."""
         async with self.services.db.session() as session:
             running_ids = await cancel_video_jobs(session, video_id)
+        await self.stop_video(video_id, running_ids)
+        return running_ids
+
+    async def stop_video(self, video_id: str, job_ids: list[int]) -> None:
+        """queue.VideoJobStopper: the jobs of a deleted video are gone from the table; stop
+        their handlers here (waiting for them, briefly) and remove their work folders."""
         targets = [
             running
             for running in self._running.values()
-            if running.job.video_id == video_id or running.job.id in running_ids
+            if running.job.video_id == video_id or running.job.id in job_ids
         ]
         for running in targets:
             running.stop(CANCELLED)
@@ -192,7 +219,6 @@ class JobRunner:
             )
         except Exception:
             log.warning("removing a deleted video's work folders failed", exc_info=True)
-        return running_ids
 
     async def run_until_idle(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         """Burst mode, for tests and tools: run workers (every lane) until no job this runner
@@ -201,6 +227,8 @@ class JobRunner:
         their jobs put back)."""
         self._bind_loop()
         group = WorkerGroup()
+        started = self._group is not None  # then start() subscribed, and stop() unsubscribes
+        subscribe(self.services.db, self)
         self._spawn(group)
         try:
             async with asyncio.timeout(timeout):
@@ -211,6 +239,8 @@ class JobRunner:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._activity.wait(), self.poll_seconds)
         finally:
+            if not started:
+                unsubscribe(self.services.db, self)
             group.stopping = True
             self.wake()
             for running in list(self._running.values()):

@@ -228,8 +228,6 @@ async def request_access(
     payload = {"link_id": shared.link.id, "email": email, "origin": origin}
     async with services.db.session() as session:
         await enqueue(session, SHARE_ACCESS, payload, max_attempts=ACCESS_JOB_ATTEMPTS)
-    if services.runner is not None:
-        services.runner.wake()
 
 
 async def grant_access(ctx: JobContext) -> None:
@@ -257,8 +255,6 @@ async def grant_access(ctx: JobContext) -> None:
             not_after=grant_deadline(grant),
             grant_id=grant.id,
         )
-    if services.runner is not None:
-        services.runner.wake()
 
 
 async def check_grant(

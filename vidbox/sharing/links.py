@@ -181,11 +181,6 @@ def parse_link_request(body: dict[str, Any]) -> LinkRequest:
 # -- the owner's operations ------------------------------------------------------------------
 
 
-def _wake_mail(services: Services) -> None:
-    if services.runner is not None:
-        services.runner.wake()
-
-
 async def _notify_recipients(
     session: AsyncSession,
     services: Services,
@@ -262,11 +257,8 @@ async def create_link(
         )
         session.add(link)
         await session.flush()
-        queued = 0
         if wanted.visibility == PRIVATE:
-            queued = await _notify_recipients(session, services, user, video, link, mail_origin)
-    if queued:
-        _wake_mail(services)
+            await _notify_recipients(session, services, user, video, link, mail_origin)
     return link_json(
         link, secret_key=services.secret_key, base_url=base_url, video_title=video.title, now=now
     )

@@ -12,7 +12,7 @@ from vidbox.auth.invites import find_invite, register
 from vidbox.auth.login import sign_in
 from vidbox.auth.sessions import revoke_session, start_browser_session
 from vidbox.errors import NotFound, VidboxError
-from vidbox.mail.origin import clean_origin, remember_setup_origin
+from vidbox.mail.origin import clean_origin
 from vidbox.models import User
 from vidbox.web.auth import (
     check_csrf,
@@ -58,6 +58,9 @@ async def setup(request: Request) -> Response:
         return await render(request, "setup.html", {"token": token, "form": {}, "error": ""})
     await check_csrf(request)
     form = await form_body(request)
+    # Only the person at the console has the setup token, so the Host this form came to is
+    # the admin's own: with server.base_url unset it is where mailed links point when the box
+    # listens on every address (vidbox.mail.origin).
     try:
         user = await claim_first_admin(
             db,
@@ -65,19 +68,13 @@ async def setup(request: Request) -> Response:
             email=form.get("email", ""),
             password=form.get("password", ""),
             name=form.get("name", ""),
+            origin=clean_origin(request.url.scheme, request.url.netloc),
         )
     except VidboxError as exc:
         if exc.status == 404:
             raise
         context = {"token": token, "form": form, "error": _form_error(exc)}
         return await render(request, "setup.html", context, status=exc.status)
-    # Only the person at the console has the setup token, so the Host this form came to is
-    # the admin's own: with server.base_url unset it is where mailed links point when the box
-    # listens on every address (vidbox.mail.origin).
-    origin = clean_origin(request.url.scheme, request.url.netloc)
-    if origin is not None:
-        async with db.session() as session:
-            await remember_setup_origin(session, origin)
     return await _signed_in_redirect(request, user)
 
 

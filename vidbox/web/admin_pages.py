@@ -6,12 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vidbox.auth.accounts import add_account, set_flags
 from vidbox.auth.invites import create_invite, list_open_invites
-from vidbox.auth.sessions import revoke_user_sessions
-from vidbox.auth.users import change_flags, create_user, list_users
+from vidbox.auth.users import list_users
 from vidbox.errors import VidboxError
 from vidbox.jobs.admin import queue_overview, retry, storage_status
-from vidbox.models import User
 from vidbox.web.auth import require_admin
 from vidbox.web.deps import public_base, services_of
 from vidbox.web.inputs import flag, form_body
@@ -48,15 +47,13 @@ async def add_user(request: Request) -> Response:
     await require_admin(request)
     form = await form_body(request)
     try:
-        async with services_of(request).db.session() as session:
-            user = await create_user(
-                session,
-                email=form.get("email", ""),
-                password=form.get("password", ""),
-                name=form.get("name", ""),
-                is_admin=flag(form, "is_admin"),
-                email_verified=True,  # an admin typed the address: set by an admin
-            )
+        user = await add_account(
+            services_of(request).db,
+            email=form.get("email", ""),
+            password=form.get("password", ""),
+            name=form.get("name", ""),
+            is_admin=flag(form, "is_admin"),
+        )
     except VidboxError as exc:
         return await _page(request, error=exc.detail, status=exc.status)
     return redirect("/admin", flash=f"Account {user.email} created.")
@@ -77,17 +74,12 @@ async def user_action(request: Request) -> Response:
     action = ACTIONS.get(request.path_params["action"])
     if action is None:
         return await _page(request, error="Unknown action.", status=400)
-    db = services_of(request).db
     try:
-        async with db.session() as session:
-            user: User = await change_flags(
-                session, actor, request.path_params["user_id"], **action
-            )
+        user = await set_flags(
+            services_of(request).db, actor, user_id=request.path_params["user_id"], **action
+        )
     except VidboxError as exc:
         return await _page(request, error=exc.detail, status=exc.status)
-    db.auth_cache.clear()  # signed-in principals carry the old flags
-    if action.get("disabled"):
-        await revoke_user_sessions(db, user.id, kinds=("browser", "api", "personal"))
     return redirect("/admin", flash=f"{user.email} updated.")
 
 

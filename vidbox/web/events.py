@@ -15,14 +15,13 @@ from contextlib import aclosing
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import and_, col, or_, select
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from vidbox.http.server import SERVER_STOPPING
 from vidbox.models import Video, VideoStatus, utcnow
 from vidbox.sharing import unread_count
-from vidbox.videos import renditions_of, video_json
+from vidbox.videos import videos_changed
 from vidbox.web.auth import require_user, still_signed_in
 from vidbox.web.deps import services_of
 
@@ -103,35 +102,22 @@ async def _changes(
     yield b"retry: 3000\n\n"
     while True:
         started = utcnow()
-        async with db.read() as session:
-            query = select(Video).where(Video.owner_id == owner_id)
-            if video_ids is not None:
-                query = query.where(col(Video.id).in_(video_ids))
-            else:
-                query = query.where(
-                    or_(
-                        col(Video.status).in_([VideoStatus.UPLOADING, VideoStatus.PROCESSING]),
-                        and_(Video.status == VideoStatus.READY, Video.progress < 100),
-                        Video.updated_at >= since,
-                        col(Video.id).in_(watching),
-                    )
-                )
-            rows = list((await session.exec(query)).all())
-            renditions = await renditions_of(session, [v.id for v in rows])
+        rows = await videos_changed(
+            db, owner_id, video_ids=video_ids, since=since, watching=watching
+        )
         # Overlap the windows a little: a duplicate is filtered below, a gap would lose one.
         since = started - timedelta(seconds=1)
-        for video in rows:
-            data = video_json(video, renditions[video.id])
+        for video, data in rows:
             if seen.get(video.id) != data:
                 seen[video.id] = data
                 last_sent = time.monotonic()
                 yield _sse("video", data)
-        returned = {v.id for v in rows}
+        returned = {v.id for v, _ in rows}
         vanished = (set(seen) if video_ids is not None else watching) - returned
         for gone in vanished:
             seen.pop(gone, None)
             yield _sse("deleted", {"id": gone})
-        watching = {v.id for v in rows if not _settled(v)}
+        watching = {v.id for v, _ in rows if not _settled(v)}
         if video_ids is not None and not watching:
             yield _sse("end", {})
             return

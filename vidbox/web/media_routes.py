@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import re
 
-from sqlmodel import select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from vidbox.errors import NotFound
 from vidbox.jobs.process_video import master_playlist_for
 from vidbox.media.names import is_rendition_name
-from vidbox.models import Rendition, Video, VideoStatus
-from vidbox.videos import hls_key
+from vidbox.models import Video, VideoStatus
+from vidbox.videos import hls_key, renditions_of
 from vidbox.web.deps import services_of
 from vidbox.web.serving import media_response
 
@@ -63,9 +62,7 @@ async def master(request: Request, video: Video) -> Response:
     if video.status != VideoStatus.READY:
         raise NotFound("This video is not ready to play yet.")
     async with services_of(request).db.read() as session:
-        rows = list(
-            (await session.exec(select(Rendition).where(Rendition.video_id == video.id))).all()
-        )
+        rows = (await renditions_of(session, [video.id]))[video.id]
     # Rows from before rendition names had one definition ("16000p") would be variants
     # that 404; the others still play.
     rows = [row for row in rows if is_rendition_name(row.name)]

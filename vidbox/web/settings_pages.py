@@ -6,9 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from vidbox.auth.login import WINDOW as PASSWORD_WINDOW
-from vidbox.auth.passwords import verify_password
-from vidbox.auth.ratelimit import RateLimiter
+from vidbox.auth import accounts
 from vidbox.auth.sessions import (
     EVERY_KIND,
     create_personal_token,
@@ -16,16 +14,13 @@ from vidbox.auth.sessions import (
     revoke_session,
     revoke_user_sessions,
 )
-from vidbox.auth.users import check_name, set_password
-from vidbox.errors import NotFound, VidboxError
+from vidbox.errors import NotFound, TooManyRequests, VidboxError
 from vidbox.models import User
 from vidbox.web.api_auth import UNKNOWN_ID
 from vidbox.web.auth import clear_session_cookie, require_user
 from vidbox.web.deps import services_of
 from vidbox.web.inputs import form_body
 from vidbox.web.render import redirect, render
-
-PASSWORD_CHECKS = 8
 
 
 async def _page(
@@ -44,38 +39,27 @@ async def save_profile(request: Request) -> Response:
     user = await require_user(request)
     form = await form_body(request)
     try:
-        name = check_name(form.get("name", ""))
+        await accounts.rename_account(services_of(request).db, user.id, form.get("name", ""))
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
-    async with services_of(request).db.session() as session:
-        fresh = await session.get(User, user.id)
-        assert fresh is not None
-        fresh.name = name
-        session.add(fresh)
-    services_of(request).db.auth_cache.clear()  # signed-in principals carry the old name
     return redirect("/settings", flash="Your name is saved.")
 
 
 async def change_password(request: Request) -> Response:
     user = await require_user(request)
     form = await form_body(request)
-    db = services_of(request).db
-    # A stolen session must not become a way to guess the password.
-    limiter, key = RateLimiter(db), f"password-check:{user.id}"
-    counted = await limiter.take(key, limit=PASSWORD_CHECKS, window=PASSWORD_WINDOW)
-    if not await verify_password(user.password_hash, form.get("current_password", "")):
-        return await _page(request, user, error="Your current password is not right.", status=400)
-    await limiter.give_back(counted)
     try:
-        async with db.session() as session:
-            fresh = await session.get(User, user.id)
-            assert fresh is not None
-            await set_password(session, fresh, form.get("new_password", ""))
+        # Ends every sign-in of the account, this one and the API tokens included.
+        await accounts.change_own_password(
+            services_of(request).db,
+            user,
+            current=form.get("current_password", ""),
+            new=form.get("new_password", ""),
+        )
+    except TooManyRequests:
+        raise  # the error page, with its Retry-After
     except VidboxError as exc:
         return await _page(request, user, error=exc.detail, status=exc.status)
-    # A new password ends every other sign-in: whoever knew the old one is out, and so is
-    # any API token they made themselves with it.
-    await revoke_user_sessions(db, user.id, kinds=EVERY_KIND)
     response = redirect(
         "/login",
         flash="Password changed, and your API tokens are revoked. Sign in with the new one.",
