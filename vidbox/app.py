@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> Starlette:
                 https=settings.server.base_url.startswith("https://"),
             )
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.settings = settings

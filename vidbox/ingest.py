@@ -215,7 +215,8 @@ async def _finish_tus(services: Services, upload: Upload, container: str | None)
         row = await session.get(Upload, upload.id)
         if video is None or row is None:
             raise NotFound("No such upload.")
-        video.container = container
+        if container is not None:
+            video.container = container
         row.completed_at = utcnow()
         session.add(row)
         await start_processing(session, video, upload.id)

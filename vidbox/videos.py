@@ -120,7 +120,7 @@ async def owned_for_media(services: Services, user: User, video_id: str) -> Vide
         async with services.db.read() as session:
             return await session.get(Video, video_id)
 
-    video = None
+    video: Video | None = None
     if len(video_id) <= 32:
         video = await services.db.video_cache.get_or_load(video_id, load)
     if video is None or video.owner_id != user.id:
@@ -171,8 +171,8 @@ async def videos_changed(
             query = query.where(
                 or_(
                     col(Video.status).in_([VideoStatus.UPLOADING, VideoStatus.PROCESSING]),
-                    and_(Video.status == VideoStatus.READY, Video.progress < 100),
-                    Video.updated_at >= since,
+                    and_(col(Video.status) == VideoStatus.READY, col(Video.progress) < 100),
+                    col(Video.updated_at) >= since,
                     col(Video.id).in_(watching),
                 )
             )

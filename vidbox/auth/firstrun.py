@@ -29,7 +29,7 @@ async def issue_setup_token(db: Database) -> str | None:
     async with db.session() as session:
         if await count_users(session):
             return None
-        await session.exec(delete(SetupToken))  # type: ignore[call-overload]
+        await session.exec(delete(SetupToken))
         token = new_token()
         session.add(SetupToken(token_hash=hash_token(token), expires_at=utcnow() + SETUP_TOKEN_TTL))
         return token

@@ -22,7 +22,7 @@ from vidbox.db import Database
 from vidbox.errors import TooManyRequests
 from vidbox.models import RateLimit, utcnow
 
-_TABLE = RateLimit.__table__  # type: ignore[attr-defined]
+_TABLE = RateLimit.metadata.tables[RateLimit.__tablename__]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class RateLimiter:
                     "count": sa.case((expired, 1), else_=_TABLE.c.count + 1),
                 },
             ).returning(_TABLE.c.count, _TABLE.c.window_start)
-            result = await session.exec(statement)  # type: ignore[call-overload]
+            result = await session.exec(statement)
             count, window_start = result.one()
         return Counted(key, int(count), window_start, window)
 
@@ -100,7 +100,7 @@ class RateLimiter:
         """Uncount an attempt that turned out not to be one the limit is about (a correct
         password, or one refused by another limit); a no-op once its window has ended."""
         async with self.db.session() as session:
-            await session.exec(  # type: ignore[call-overload]
+            await session.exec(
                 sa.update(_TABLE)
                 .where(
                     _TABLE.c.key == counted.key,
@@ -112,15 +112,11 @@ class RateLimiter:
 
     async def reset(self, key: str) -> None:
         async with self.db.session() as session:
-            await session.exec(  # type: ignore[call-overload]
-                sa.delete(_TABLE).where(col(RateLimit.key) == key)
-            )
+            await session.exec(sa.delete(_TABLE).where(col(RateLimit.key) == key))
 
     async def forget_before(self, moment: datetime) -> int:
         """Drop counters whose window began before ``moment`` (pass one older than the
         longest window): every client and account tried leaves a row otherwise."""
         async with self.db.session() as session:
-            result = await session.exec(  # type: ignore[call-overload]
-                sa.delete(_TABLE).where(_TABLE.c.window_start < moment)
-            )
+            result = await session.exec(sa.delete(_TABLE).where(_TABLE.c.window_start < moment))
         return int(result.rowcount)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select
 
 from vidbox.auth.secrets import hash_token, new_token
 from vidbox.db import Database
@@ -81,10 +81,12 @@ async def start_api_session(
         return _pair(session, auth.id, access_minutes, refresh_days)
 
 
-def _pair(session: object, session_id: str, access_minutes: int, refresh_days: int) -> TokenPair:
+def _pair(
+    session: AsyncSession, session_id: str, access_minutes: int, refresh_days: int
+) -> TokenPair:
     access_row, access = _issue(session_id, "access", timedelta(minutes=access_minutes))
     refresh_row, refresh = _issue(session_id, "refresh", timedelta(days=refresh_days))
-    session.add_all([access_row, refresh_row])  # type: ignore[attr-defined]
+    session.add_all([access_row, refresh_row])
     return TokenPair(access=access, refresh=refresh, expires_in=access_minutes * 60)
 
 
@@ -166,10 +168,10 @@ async def authenticate(db: Database, token: str, kinds: tuple[str, ...]) -> Prin
     return principal if principal is not None and _still_valid(principal, utcnow()) else None
 
 
-def _token_lookup(
-    token_hash: str, kinds: tuple[str, ...]
-) -> Select[tuple[AuthToken, AuthSession, User]]:
-    """The token row with its session and user, for a token hash of one of ``kinds``."""
+def _token_lookup(token_hash: str, kinds: tuple[str, ...]) -> Any:
+    """The token row with its session and user, for a token hash of one of ``kinds``.
+    (Typed Any: SQLAlchemy 2.0 spells a three-entity select Select[tuple[A, B, C]] and 2.1
+    Select[A, B, C], and both are supported.)"""
     return (
         select(AuthToken, AuthSession, User)
         .join(AuthSession, col(AuthToken.session_id) == AuthSession.id)
@@ -200,7 +202,7 @@ async def revoke_session(
     if kind is not None:
         query = query.where(col(AuthSession.kind) == kind)
     async with db.session() as session:
-        result = await session.exec(query.values(revoked_at=utcnow()))  # type: ignore[call-overload]
+        result = await session.exec(query.values(revoked_at=utcnow()))
     db.auth_cache.clear()
     return bool(result.rowcount)
 
@@ -217,7 +219,7 @@ async def revoke_sessions_in(session: AsyncSession, user_id: str, *, kinds: tupl
     """``revoke_user_sessions`` inside the caller's transaction (a disable or a password change
     and its sign-outs commit together). The caller clears ``db.auth_cache`` after the commit."""
     result = await session.exec(
-        update(AuthSession)  # type: ignore[call-overload]
+        update(AuthSession)
         .where(
             col(AuthSession.user_id) == user_id,
             col(AuthSession.kind).in_(kinds),

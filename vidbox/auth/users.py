@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.auth.passwords import hash_password, password_problem
@@ -108,11 +108,11 @@ async def set_password(session: AsyncSession, user: User, password: str) -> None
 
 
 async def list_users(session: AsyncSession) -> list[User]:
-    return list((await session.exec(select(User).order_by(User.created_at))).all())
+    return list((await session.exec(select(User).order_by(col(User.created_at)))).all())
 
 
 async def count_admins(session: AsyncSession) -> int:
-    query = select(func.count()).select_from(User).where(User.is_admin, ~User.disabled)  # type: ignore[arg-type]
+    query = select(func.count()).select_from(User).where(col(User.is_admin), ~col(User.disabled))
     return (await session.exec(query)).one()
 
 

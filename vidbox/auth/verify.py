@@ -114,7 +114,7 @@ async def confirm(services: Services, signed: str) -> User:
     user = await check_link(services, signed)
     async with services.db.session() as session:
         await session.exec(
-            update(User)  # type: ignore[call-overload]
+            update(User)
             .where(col(User.id) == user.id, col(User.email) == user.email)
             .values(email_verified=True)
         )

@@ -32,7 +32,7 @@ def render_example() -> str:
     for section, cls in SECTIONS.items():
         lines += ["", f"[{section}]", f"# {cls.__doc__}"]
         for f in dataclasses.fields(cls):
-            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+            default = f.default_factory() if callable(f.default_factory) else f.default
             lines.append("")
             lines += [f"# {chunk}" for chunk in _wrap(f.metadata["help"])]
             lines.append(f"# {f.name} = {_toml_value(default)}")

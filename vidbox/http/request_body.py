@@ -335,7 +335,12 @@ async def _readable(fd: int) -> None:
     """Wait until ``fd`` (not a transport's own descriptor) has bytes or an end of file."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
     try:
         await ready
     finally:

@@ -105,12 +105,15 @@ class Request:
     # --- the connection
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        return self.connection.loop  # type: ignore[no-any-return]
+        return self.connection.loop
 
     @property
     def client(self) -> tuple[str, int] | None:
-        return self.connection.client  # type: ignore[no-any-return]
+        return self.connection.client
 
+    # uvicorn's RequestResponseCycle has no type annotations, so every attribute read below is
+    # Any to mypy: each property states the type, and tests/http/test_uvicorn_internals.py
+    # checks it against the real objects (the ignores here are that, nothing else).
     @property
     def transport(self) -> asyncio.Transport:
         return self.cycle.transport  # type: ignore[no-any-return]
@@ -279,6 +282,7 @@ class Connection(HttpToolsProtocol):
         return found
 
     # --- uvicorn's callbacks
+    # uvicorn declares BaseTransport; an HTTP connection's is always a Transport.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.refused = False

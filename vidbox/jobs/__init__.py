@@ -22,7 +22,7 @@ dir puts it back; another process reclaims it when its lease expires) or a retry
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ class JobContext:
     set_time_limit: Callable[[float], None] = field(default=_no_limit)
 
 
-JobFunction = Callable[[JobContext], Awaitable[None]]
+JobFunction = Callable[[JobContext], Coroutine[Any, Any, None]]
 GaveUpHook = Callable[[JobContext, str], Awaitable[None]]
 
 

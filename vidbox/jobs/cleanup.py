@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -95,7 +95,7 @@ async def run_cleanup(services: Services, *, now: datetime | None = None) -> Cle
     report = CleanupReport()
     spool = getattr(services, "spool", None) or UploadSpool(services.settings.spool_dir)
     errors: list[Exception] = []
-    sweeps = (
+    sweeps: tuple[Callable[[], Awaitable[object]], ...] = (
         lambda: _expired_uploads(services, spool, now, report),
         lambda: _spool_leftovers(services, spool, now, report),
         lambda: _temp_leftovers(services, now, report),
@@ -140,14 +140,14 @@ async def _expired_uploads(
         video_ids = [upload.video_id for upload in expired]
         for chunk in _chunks(video_ids):
             result = await session.exec(
-                delete(Video).where(  # type: ignore[call-overload]
+                delete(Video).where(
                     col(Video.id).in_(chunk), col(Video.status) == VideoStatus.UPLOADING
                 )
             )
             report.videos_removed += int(result.rowcount)
         for chunk in _chunks(upload_ids):
             # Rows whose video was just deleted are already gone (ON DELETE CASCADE).
-            await session.exec(delete(Upload).where(col(Upload.id).in_(chunk)))  # type: ignore[call-overload]
+            await session.exec(delete(Upload).where(col(Upload.id).in_(chunk)))
     report.expired_uploads += len(upload_ids)
     for upload_id in upload_ids:
         # A request still appending holds the upload's lock; the leftover sweep gets it later.
@@ -305,7 +305,7 @@ async def _storage_orphans(
 async def _old_jobs(services: Services, now: datetime, report: CleanupReport) -> None:
     async with services.db.session() as session:
         result = await session.exec(
-            delete(Job).where(  # type: ignore[call-overload]
+            delete(Job).where(
                 col(Job.state) == JobState.SUCCEEDED,
                 col(Job.finished_at) < now - SUCCEEDED_JOB_AGE,
             )

@@ -22,7 +22,7 @@ async def fair_pick(session: AsyncSession, runnable: Any) -> Job | None:
     Jobs are tied to users through their video (jobs without one form a group of their own).
     Plain GROUP BY and joins, so the queries read the same on PostgreSQL."""
     owner = col(Video.owner_id)
-    waiting = dict(
+    waiting: dict[str | None, datetime | None] = dict(
         (
             await session.exec(
                 select(owner, func.min(col(Job.run_at)))

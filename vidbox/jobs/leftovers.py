@@ -165,7 +165,7 @@ class ProcessRecorder:
     async def _write(self) -> None:
         async with self.db.session() as session:
             await session.exec(
-                update(Job)  # type: ignore[call-overload]
+                update(Job)
                 .where(col(Job.id) == self.job_id, col(Job.state) == JobState.RUNNING)
                 .values(pids=json.dumps(sorted(self.tags.values())))
             )
@@ -216,7 +216,7 @@ async def _put_back(db: Database, job_id: int, worker: str) -> bool:
     now = utcnow()
     async with db.session() as session:
         result = await session.exec(
-            update(Job)  # type: ignore[call-overload]
+            update(Job)
             .where(
                 col(Job.id) == job_id,
                 col(Job.state) == JobState.RUNNING,

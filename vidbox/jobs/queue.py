@@ -65,7 +65,7 @@ def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """How long to wait before the run after failed attempt number ``attempt`` (1, 2, ...)."""
     doublings = min(max(attempt - 1, 0), 30)  # past the cap anyway; keeps the float finite
     raw = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**doublings)
-    return raw * (1 - BACKOFF_JITTER * (rng or random).random())
+    return float(raw * (1 - BACKOFF_JITTER * (rng or random).random()))
 
 
 def disk_retry_seconds(waited: float, rng: random.Random | None = None) -> float:
@@ -219,9 +219,7 @@ async def release_idempotency_key(session: AsyncSession, job_id: int) -> None:
     """Let a running job give up its key, so the next job with that key can be enqueued while
     this one is still running (a periodic job scheduling its successor)."""
     await session.exec(
-        update(Job)  # type: ignore[call-overload]
-        .where(col(Job.id) == job_id)
-        .values(idempotency_key=None, updated_at=utcnow())
+        update(Job).where(col(Job.id) == job_id).values(idempotency_key=None, updated_at=utcnow())
     )
 
 
@@ -242,7 +240,7 @@ async def reclaim_expired(session: AsyncSession, now: datetime) -> int:
     """Make jobs whose lease ran out (their process died or hung) runnable again. The attempt
     they were on stays counted, so a job that kills its process every time ends up dead."""
     result = await session.exec(
-        update(Job)  # type: ignore[call-overload]
+        update(Job)
         .where(
             col(Job.state) == JobState.RUNNING,
             or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now),
@@ -307,9 +305,7 @@ async def claim_next(
 
 async def _update_owned(db: Database, job: Job, owner: str, /, **values: Any) -> bool:
     async with db.session() as session:
-        result = await session.exec(
-            update(Job).where(_owned(job, owner)).values(**values)  # type: ignore[call-overload]
-        )
+        result = await session.exec(update(Job).where(_owned(job, owner)).values(**values))
         return bool(result.rowcount)
 
 
@@ -475,8 +471,6 @@ async def cancel_video_jobs(session: AsyncSession, video_id: str) -> list[int]:
         ).all()
     )
     await session.exec(
-        delete(Job).where(  # type: ignore[call-overload]
-            col(Job.video_id) == video_id, col(Job.state).in_(LIVE_STATES)
-        )
+        delete(Job).where(col(Job.video_id) == video_id, col(Job.state).in_(LIVE_STATES))
     )
     return [job_id for job_id in running if job_id is not None]

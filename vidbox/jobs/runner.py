@@ -357,6 +357,7 @@ class JobRunner:
                 state = JobState.DEAD
             else:
                 message, state = "The job's data cannot be read.", JobState.FAILED
+            error: str | None
             outcome, error = await give_up(
                 self.services.db, handler, ctx, job, message, state, worker=worker, now=self.clock()
             )

@@ -63,9 +63,10 @@ async def enqueue_message(
 
 def _rendered(payload: dict[str, Any]) -> OutgoingMail:
     values = {name: payload.get(name) for name in _FIELDS}
-    if not all(isinstance(value, str) and value for value in values.values()):
+    texts = {name: value for name, value in values.items() if isinstance(value, str) and value}
+    if len(texts) != len(values):
         raise PermanentJobError("The queued mail is incomplete: it has no recipient or body.")
-    return OutgoingMail(**values)  # type: ignore[arg-type]
+    return OutgoingMail(**texts)
 
 
 def mail_handler(builders: Mapping[str, Builder]) -> Handler:

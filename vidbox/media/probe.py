@@ -195,7 +195,10 @@ def parse_probe(stderr: str) -> Probe:
         (i for i, line in enumerate(lines) if line.startswith("Output #0")), len(lines)
     )
     input_lines = lines[input_start:output_start]
-    container = _INPUT.match(lines[input_start]).group("format")  # type: ignore[union-attr]
+    header = _INPUT.match(lines[input_start])
+    if header is None:
+        raise _failure(stderr)
+    container = header.group("format")
 
     duration = bitrate = None
     for line in input_lines:

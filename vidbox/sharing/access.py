@@ -130,9 +130,7 @@ async def record_view(services: Services, link_id: str, *, page_view: bool) -> N
     if page_view:
         values["view_count"] = col(ShareLink.view_count) + 1
     async with services.db.session() as session:
-        await session.exec(
-            update(ShareLink).where(col(ShareLink.id) == link_id).values(**values)  # type: ignore[call-overload]
-        )
+        await session.exec(update(ShareLink).where(col(ShareLink.id) == link_id).values(**values))
 
 
 # -- who may watch ---------------------------------------------------------------------------
@@ -283,7 +281,7 @@ async def check_grant(
             raise Gone(GRANT_EXPIRED)
         if use:
             result = await session.exec(
-                update(ShareGrant)  # type: ignore[call-overload]
+                update(ShareGrant)
                 .where(col(ShareGrant.id) == grant.id, col(ShareGrant.used_at).is_(None))
                 .values(used_at=utcnow())
             )

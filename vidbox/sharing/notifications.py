@@ -60,7 +60,7 @@ async def mark_all_read(services: Services, user: User) -> int:
     """Mark every unread notification of the user read; returns how many were."""
     async with services.db.session() as session:
         result = await session.exec(
-            update(Notification)  # type: ignore[call-overload]
+            update(Notification)
             .where(col(Notification.user_id) == user.id, col(Notification.read_at).is_(None))
             .values(read_at=utcnow())
         )

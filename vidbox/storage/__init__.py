@@ -37,7 +37,7 @@ This package knows nothing of HTTP requests and responses; ``vidbox.web.serving`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -84,7 +84,7 @@ class Storage(Protocol):
 
     def open_range(
         self, key: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]: ...
+    ) -> AsyncGenerator[bytes, None]: ...
 
     async def open_file(self, key: str) -> tuple[BinaryIO, ObjectInfo] | None: ...
 

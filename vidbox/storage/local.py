@@ -13,7 +13,7 @@ import os
 import shutil
 import stat as stat_mod
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -85,7 +85,7 @@ class LocalStorage:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def _write_atomic(self, key: str, fill: Callable[[BinaryIO], None]) -> None:
+    def _write_atomic(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         target = self._path(key)
         for attempt in range(3):
             try:
@@ -153,7 +153,7 @@ class LocalStorage:
 
     async def open_range(
         self, key: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         check_range(start, end)
         fh = await asyncio.to_thread(self._open_sync, key, start)
         try:

@@ -12,7 +12,7 @@ import functools
 import io
 import mimetypes
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -237,7 +237,7 @@ class S3Storage:
 
     async def open_range(
         self, key: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         validate_key(key)
         check_range(start, end)
         length = 0 if end is None else end - start + 1  # the SDK reads 0 as "to the end"

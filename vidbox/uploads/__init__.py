@@ -3,6 +3,7 @@ the tus header helpers. No HTTP or database code lives here; the routes call int
 
 from __future__ import annotations
 
+from vidbox.filenames import clean_filename
 from vidbox.uploads.errors import (
     ChecksumMismatch,
     EmptyUpload,
@@ -19,7 +20,6 @@ from vidbox.uploads.validation import (
     HEAD_BYTES,
     check_declared,
     check_upload,
-    clean_filename,
     sniff_container,
 )
 

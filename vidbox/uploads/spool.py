@@ -200,7 +200,7 @@ class UploadSpool:
             raw = self._info_path(_known_id(upload_id)).read_bytes()
         except FileNotFoundError:
             raise UploadNotFound() from None
-        record = json.loads(raw)
+        record: dict[str, Any] = json.loads(raw)
         for key in _DATETIME_KEYS:
             if isinstance(record.get(key), str):
                 record[key] = _aware(datetime.fromisoformat(record[key]))
@@ -420,7 +420,7 @@ class UploadSpool:
                     upload_id, fd, writer.settle(), writer.written, expected_offset, checksum
                 )
                 raise
-            if checksum:
+            if checksum and hasher is not None:
                 verified = not too_large and hmac.compare_digest(hasher.digest(), checksum[1])
                 if verified:
                     await on_disk_thread(self.disk, self._verify_path(upload_id).unlink)

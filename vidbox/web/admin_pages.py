@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -59,7 +61,13 @@ async def add_user(request: Request) -> Response:
     return redirect("/admin", flash=f"Account {user.email} created.")
 
 
-ACTIONS: dict[str, dict[str, bool]] = {
+class Flags(TypedDict, total=False):
+    disabled: bool
+    is_admin: bool
+    email_verified: bool
+
+
+ACTIONS: dict[str, Flags] = {
     "disable": {"disabled": True},
     "enable": {"disabled": False},
     "make-admin": {"is_admin": True},

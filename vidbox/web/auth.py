@@ -200,6 +200,7 @@ async def still_signed_in(request: Request) -> bool:
     """Whether the credential this request came with is valid now. A response that goes on
     for long (an event stream) asks again as it goes: the sign-in may have ended since."""
     header = request.headers.get("authorization")
+    kinds: tuple[str, ...]
     if header:
         token, kinds = header.partition(" ")[2].strip(), ("access", "personal")
     else:

@@ -80,9 +80,10 @@ def render_error(
         "message": detail if status < 500 else MESSAGES[500],
         "request_id": request.scope.get("state", {}).get("request_id"),
     }
-    return templates.TemplateResponse(
+    page: Response = templates.TemplateResponse(
         request, "error.html", context, status_code=status, headers=headers
     )
+    return page
 
 
 async def vidbox_error_handler(request: Request, exc: Exception) -> Response:
@@ -97,7 +98,8 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
     if exc.status_code == 404:
         detail = None
-    return render_error(request, exc.status_code, detail, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return render_error(request, exc.status_code, detail, headers=headers)
 
 
 async def object_not_found_handler(request: Request, exc: Exception) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
 from typing import Any
@@ -84,7 +84,7 @@ _IDLE = b""
 
 async def _changes(
     request: Request, video_ids: list[str] | None, owner_id: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Changes of the given videos, or (``video_ids`` None) of every video of the owner that
     changed since the last look or is still being worked on, plus the unread notification
     count. Rows carry ``updated_at``, so a video that goes from upload to ready between two

@@ -107,6 +107,8 @@ class MultipartUpload:
         boundary = options.get(b"boundary")
         if content_type != b"multipart/form-data" or not boundary:
             raise UnsupportedMediaType("Send the video as multipart/form-data with a 'file' field.")
+        # python-multipart types its callbacks as a TypedDict of exact signatures; ours take
+        # the same arguments through a plain dict of methods.
         return MultipartParser(boundary, self._callbacks())  # type: ignore[arg-type]
 
     def _check_complete(self) -> None:
@@ -140,6 +142,8 @@ class MultipartUpload:
 
 def _write(parser: MultipartParser, data: Chunk) -> None:
     try:
+        # Chunks may be memoryviews of the read buffer; the parser declares bytes only but
+        # slices and indexes what it gets, which a memoryview supports.
         parser.write(data)  # type: ignore[arg-type]
     except BadRequest:
         raise
