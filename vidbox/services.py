@@ -55,7 +55,7 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prepare_data_dir(settings)
     secret_key = load_secret_key(settings.secret_key_path)
-    db = Database(settings.database_path)
+    db = Database.from_settings(settings)
     storage = load(settings)
     try:
         await db.migrate()
