@@ -8,20 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import SERVER, Databases
+from tests.postgres import DATABASES, Databases, drop_all, drop_for, settings_for
 from tests.support import LiveServer, start_server
-from vidbox.config import Settings, load_settings
+from vidbox.config import Settings
 
 
 @pytest.fixture(scope="session")
 def postgres_databases() -> Iterator[Databases | None]:
     """Databases for the tests when the suite runs on PostgreSQL (else None)."""
-    if not SERVER:
-        yield None
-        return
-    databases = Databases()
-    yield databases
-    databases.close()
+    yield DATABASES
+    drop_all()
 
 
 @pytest.fixture
@@ -29,21 +25,16 @@ def make_settings(
     tmp_path: Path, postgres_databases: Databases | None
 ) -> Iterator[Callable[..., Settings]]:
     # On PostgreSQL each data directory gets a database of its own, like its own SQLite file.
-    urls: dict[Path, str] = {}
+    made: list[Path] = []
 
     def make(env: dict[str, str] | None = None, *, data_dir: Path | None = None) -> Settings:
         folder = data_dir or tmp_path / "data"
-        environ = dict(env or {})
-        if postgres_databases is not None and "VIDBOX_DATABASE__URL" not in environ:
-            if folder not in urls:
-                urls[folder] = postgres_databases.create()
-            environ["VIDBOX_DATABASE__URL"] = urls[folder]
-        return load_settings(data_dir=folder, environ=environ)
+        made.append(folder)
+        return settings_for(data_dir=folder, environ=env or {})
 
     yield make
-    if postgres_databases is not None:
-        for url in urls.values():
-            postgres_databases.drop(url)
+    for folder in made:
+        drop_for(folder)
 
 
 @pytest.fixture

@@ -94,6 +94,26 @@ def _make_engine(path: Path, begin: str | None) -> AsyncEngine:
     return engine
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_nul(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _replace_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """PostgreSQL text cannot hold NUL, and refuses any parameter with one (a 500 for
+    /api/tokens/x%00, which SQLite answers 404). No stored value has one, so a lookup with
+    U+FFFD in its place finds the same nothing; text written gets U+FFFD, as a decoder would
+    show it."""
+    return statement, _without_nul(parameters)
+
+
 def _make_postgres_engine(url: str, *, writes: bool) -> AsyncEngine:
     engine = create_async_engine(
         async_url(url),
@@ -110,6 +130,7 @@ def _make_postgres_engine(url: str, *, writes: bool) -> AsyncEngine:
             "server_settings": {"lock_timeout": str(BUSY_TIMEOUT_MS), "timezone": "UTC"},
         },
     )
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", _replace_nul, retval=True)
     if writes:
         sa.event.listen(
             engine.sync_engine,
@@ -148,9 +169,16 @@ def migrate_sync(path: Path, revision: str = "head") -> None:
         engine.dispose()
 
 
-async def migrate_postgres(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` up to ``revision``. Processes starting at once queue on an
-    advisory lock: the first migrates, the others then find the schema current."""
+def _upgrade_from(conn: sa.Connection, revision: str) -> str | None:
+    before = _current_revision(conn)
+    _upgrade(conn, revision)
+    return before
+
+
+async def migrate_postgres(url: str, revision: str = "head") -> str | None:
+    """Bring the schema at ``url`` up to ``revision``; returns the revision found. Processes
+    starting at once queue on an advisory lock: the first migrates, the others then find the
+    schema current."""
     engine = create_async_engine(async_url(url), poolclass=sa.NullPool)
     try:
         async with engine.connect() as conn:
@@ -160,7 +188,7 @@ async def migrate_postgres(url: str, revision: str = "head") -> None:
             await conn.commit()
             try:
                 async with conn.begin():  # PostgreSQL migrates in one transaction
-                    await conn.run_sync(_upgrade, revision)
+                    return await conn.run_sync(_upgrade_from, revision)
             finally:
                 await conn.execute(sa.text(f"SELECT pg_advisory_unlock({MIGRATE_LOCK})"))
                 await conn.commit()

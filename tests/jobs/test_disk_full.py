@@ -4,7 +4,6 @@ and no failure sentence shows a server path."""
 from __future__ import annotations
 
 import errno
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.helpers import get_job, run, set_job
+from tests.postgres import run_sql
 from tests.support import add_user, api_login, bearer, browser_login, start_server, wait_until
 from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE, JobContext, WaitingForDisk
@@ -59,10 +59,8 @@ def _fill(path: Path) -> None:
 
 
 def job_attempts(settings: Settings) -> int:
-    with sqlite3.connect(settings.database_path) as db:
-        return int(
-            db.execute("SELECT attempts FROM jobs WHERE kind = 'process_video'").fetchone()[0]
-        )
+    [(attempts,)] = run_sql(settings, "SELECT attempts FROM jobs WHERE kind = 'process_video'")
+    return int(attempts)
 
 
 def test_processing_waits_for_disk_space(settings: Settings, full_media: Path, clip: Path) -> None:
