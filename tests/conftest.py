@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.postgres import DATABASES, Databases, drop_all, drop_for, settings_for
-from tests.support import LiveServer, start_server
+from tests.support import LiveServer, small_filesystem, start_server
 from vidbox.config import Settings
 
 
@@ -30,7 +29,10 @@ def make_settings(
     def make(env: dict[str, str] | None = None, *, data_dir: Path | None = None) -> Settings:
         folder = data_dir or tmp_path / "data"
         made.append(folder)
-        return settings_for(data_dir=folder, environ=env or {})
+        # No free-space reserve unless a test asks for one: tests fill small file systems on
+        # purpose, and a CI machine may have less than the default free.
+        environ = {"VIDBOX_UPLOADS__RESERVE_BYTES": "0", **(env or {})}
+        return settings_for(data_dir=folder, environ=environ)
 
     yield make
     for folder in made:
@@ -75,16 +77,5 @@ def moto_endpoint() -> Iterator[str]:
 def small_spool(settings: Settings) -> Iterator[Path]:
     """The spool on a 2 MiB file system of its own, which uploads fill up (needs root to
     mount; the test is skipped elsewhere)."""
-    spool = settings.spool_dir
-    spool.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(spool)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_filesystem(settings.spool_dir, "2m") as spool:
         yield spool
-    finally:
-        subprocess.run(["umount", "-l", str(spool)], check=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import socket
 import subprocess
@@ -9,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -254,3 +256,36 @@ def s3_environ(endpoint: str, bucket: str | None = None) -> dict[str, str]:
         "VIDBOX_STORAGE__SECRET_KEY": S3_SECRET_KEY,
         "VIDBOX_STORAGE__SECURE": "false",
     }
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """``path`` on a tmpfs of ``size`` (e.g. "2m") of its own, for tests that fill a disk.
+    Mounting needs root: elsewhere the test is skipped."""
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill_disk(path: Path) -> None:
+    """Write ``path`` until its file system is full; removing it frees the space."""
+    with path.open("wb") as handle:
+        while True:
+            try:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    return
+                raise

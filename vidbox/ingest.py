@@ -69,18 +69,19 @@ async def _extend_expiry(services: Services, upload: Upload) -> datetime:
     return expires_at
 
 
-def check_room(services: Services, length: int) -> None:
-    """Refuse an upload that would leave less than the reserve free, or while the database's
+def check_room(services: Services) -> None:
+    """Refuse new uploads while free space is below the reserve, or while the database's
     emergency space cannot be put back: the disk must keep room for the database, processing
-    and the uploads already under way."""
+    and the uploads already under way. A file larger than what is free may still start: it
+    stops with 507 where the disk fills, keeping what arrived, and resumes once there is room."""
     root = services.spool.root
     free = free_bytes(root)
     # The emergency space given up when the disk filled comes back first.
     emergency_back = services.db.emergency.ensure()
-    if free - length < services.settings.uploads.reserve_bytes or not emergency_back:
+    if free < services.settings.uploads.reserve_bytes or not emergency_back:
         log.warning(
             "upload refused: free space is below the reserve",
-            extra=log_fields(folder=str(root), free=free, length=length),
+            extra=log_fields(folder=str(root), free=free),
         )
         raise DiskFull(
             "The server is low on free space, so new uploads are paused until some is freed."
@@ -94,7 +95,7 @@ async def create_upload(
     if length == 0:
         raise BadRequest("The file is empty.")
     check_size(services, length)
-    check_room(services, length)
+    check_room(services)
     filename = metadata.get("filename") or metadata.get("name") or ""
     declared = metadata.get("filetype") or metadata.get("type") or ""
     check_declared(filename or "video", declared, services.settings.uploads.allowed_formats)
@@ -251,7 +252,7 @@ async def receive_one_shot(
     limit = services.settings.uploads.max_bytes
     if content_length is not None and content_length > limit + 64 * 1024:
         check_size(services, content_length)
-    check_room(services, content_length or 0)
+    check_room(services)
     spool_id = new_id()
     size = await services.spool.stream_to_spool(spool_id, chunks, max_bytes=limit, direct=direct)
     data_path = services.spool.data_path(spool_id)

@@ -4,7 +4,6 @@ and no failure sentence shows a server path."""
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,16 @@ import pytest
 
 from tests.jobs.helpers import get_job, run, set_job
 from tests.postgres import run_sql
-from tests.support import add_user, api_login, bearer, browser_login, start_server, wait_until
+from tests.support import (
+    add_user,
+    api_login,
+    bearer,
+    browser_login,
+    fill_disk,
+    small_filesystem,
+    start_server,
+    wait_until,
+)
 from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE, JobContext, WaitingForDisk
 from vidbox.jobs.failures import WAITING_FOR_DISK, gave_up_sentence, is_disk_full, scrub_paths
@@ -29,33 +37,10 @@ from vidbox.storage import StorageError
 def full_media(settings: Settings) -> Iterator[Path]:
     """The media folder on a 1 MiB file system of its own, filled up by one file (needs root
     to mount; the test is skipped elsewhere). Removing the file frees the space."""
-    media = settings.media_dir
-    media.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(media)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-    filler = media / "filler"
-    try:
-        _fill(filler)
+    with small_filesystem(settings.media_dir, "1m") as media:
+        filler = media / "filler"
+        fill_disk(filler)
         yield filler
-    finally:
-        subprocess.run(["umount", "-l", str(media)], check=False)
-
-
-def _fill(path: Path) -> None:
-    with path.open("wb") as handle:
-        while True:
-            try:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    return
-                raise
 
 
 def job_attempts(settings: Settings) -> int:

@@ -3,15 +3,22 @@ signing in and browsing keep working."""
 
 from __future__ import annotations
 
-import errno
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.postgres import only_sqlite
-from tests.support import PASSWORD, add_user, api_login, bearer, browser_login, start_server
+from tests.support import (
+    PASSWORD,
+    add_user,
+    api_login,
+    bearer,
+    browser_login,
+    fill_disk,
+    small_filesystem,
+    start_server,
+)
 from vidbox.config import Settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -21,31 +28,8 @@ TUS = {"Tus-Resumable": "1.0.0"}
 def small_data_dir(tmp_path: Path) -> Iterator[Path]:
     """A 64 MiB file system of its own for the data folder (needs root to mount; the test is
     skipped elsewhere)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(data)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_filesystem(tmp_path / "data", "64m") as data:
         yield data
-    finally:
-        subprocess.run(["umount", "-l", str(data)], check=False)
-
-
-def fill(path: Path) -> None:
-    with path.open("wb") as handle:
-        while True:
-            try:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    return
-                raise
 
 
 def create_upload(client: object, auth: dict[str, str], length: int) -> object:
@@ -92,7 +76,7 @@ def test_a_full_disk_keeps_sign_in_and_browsing_working(
         with live.client() as client, live.client() as browser:
             auth = bearer(api_login(client, "ann@example.org")["access"])
             browser_login(browser, "ann@example.org")
-            fill(small_data_dir / "filler")
+            fill_disk(small_data_dir / "filler")
 
             signed_in = client.post(
                 "/api/auth/login", json={"email": "ann@example.org", "password": PASSWORD}

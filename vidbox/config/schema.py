@@ -185,8 +185,8 @@ class UploadSettings:
     )
     reserve_bytes: int = option(
         256 * MiB,
-        "New uploads are refused (507) when they would leave less free space than this on "
-        "the disk the uploads folder is on, so the database and processing keep room to work.",
+        "New uploads are refused (507) while the free space on the disk of the uploads folder "
+        "is below this, so the database and processing keep room to work.",
         min=0,
     )
     part_bytes: int = option(
