@@ -7,9 +7,19 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
+
 from tests.postgres import Databases, only_postgres
 from tests.support import VIDBOX, clean_env, run_cli
-from vidbox.db import head_revision, postgres_schema_status, schema_status
+from vidbox.config import ConfigError, load_settings
+from vidbox.db import (
+    configured_url,
+    describe_url,
+    head_revision,
+    postgres_schema_status,
+    schema_status,
+)
 
 
 def test_db_migrate_creates_and_then_keeps_the_schema(
@@ -68,3 +78,47 @@ def test_processes_migrating_at_once_queue_on_a_lock(
         assert asyncio.run(postgres_schema_status(url)) == (head_revision(),) * 2
     finally:
         postgres_databases.drop(url)
+
+
+def test_the_password_comes_from_its_own_setting_or_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret/with@odd:chars\n")
+    settings = load_settings(
+        data_dir=tmp_path,
+        environ={
+            "VIDBOX_DATABASE__URL": "postgresql+asyncpg://vidbox@db.example.org:5433/vidbox",
+            "VIDBOX_DATABASE__PASSWORD_FILE": str(secret),
+        },
+    )
+    url = sa.make_url(configured_url(settings))
+    assert (url.username, url.password, url.host, url.port) == (
+        "vidbox",
+        "s3cret/with@odd:chars",
+        "db.example.org",
+        5433,
+    )
+    assert "s3cret" not in describe_url(configured_url(settings))
+    wrong = {"VIDBOX_DATABASE__URL": "mysql://root:pw-not-shown@db/vidbox"}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(data_dir=tmp_path, environ=wrong)
+    assert "database.url" in str(refused.value)
+    assert "pw-not-shown" not in str(refused.value)
+
+
+@only_postgres
+def test_check_names_the_postgres_database_without_its_password(
+    tmp_path: Path, postgres_databases: Databases
+) -> None:
+    # The test server trusts loopback, so any password gets in.
+    url = sa.make_url(postgres_databases.create()).set(password="pw-not-shown")
+    try:
+        env = clean_env(
+            VIDBOX_DATA_DIR=str(tmp_path / "box"),
+            VIDBOX_DATABASE__URL=url.render_as_string(hide_password=False),
+        )
+        done = run_cli("check", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"/{url.database} (schema {head_revision()}, up to date)" in done.stdout
+        assert "pw-not-shown" not in done.stdout + done.stderr
+    finally:
+        postgres_databases.drop(url.render_as_string(hide_password=False))
