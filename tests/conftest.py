@@ -7,19 +7,36 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import DATABASES, Databases, drop_all, drop_for, settings_for
 from tests.support import LiveServer, small_filesystem, start_server
-from vidbox.config import Settings, load_settings
+from vidbox.config import Settings
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[Databases | None]:
+    """Databases for the tests when the suite runs on PostgreSQL (else None)."""
+    yield DATABASES
+    drop_all()
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(
+    tmp_path: Path, postgres_databases: Databases | None
+) -> Iterator[Callable[..., Settings]]:
+    # On PostgreSQL each data directory gets a database of its own, like its own SQLite file.
+    made: list[Path] = []
+
     def make(env: dict[str, str] | None = None, *, data_dir: Path | None = None) -> Settings:
+        folder = data_dir or tmp_path / "data"
+        made.append(folder)
         # No free-space reserve unless a test asks for one: tests fill small file systems on
         # purpose, and a CI machine may have less than the default free.
         environ = {"VIDBOX_UPLOADS__RESERVE_BYTES": "0", **(env or {})}
-        return load_settings(data_dir=data_dir or tmp_path / "data", environ=environ)
+        return settings_for(data_dir=folder, environ=environ)
 
-    return make
+    yield make
+    for folder in made:
+        drop_for(folder)
 
 
 @pytest.fixture

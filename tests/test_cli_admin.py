@@ -8,6 +8,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 
+from tests.postgres import settings_for
 from tests.support import (
     PASSWORD,
     add_user,
@@ -67,7 +68,7 @@ def test_user_commands(tmp_path: Path) -> None:
 
 
 def test_set_password_revokes_api_tokens_too(tmp_path: Path) -> None:
-    settings = load_settings(data_dir=tmp_path, environ={})
+    settings = settings_for(data_dir=tmp_path, environ={})
     add_user(settings, "cy@example.org")
     live = start_server(settings)
     try:

@@ -12,9 +12,17 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import vidbox.models
+from tests.postgres import Databases, only_postgres, only_sqlite
 from tests.support import start_server
 from vidbox.config import Settings
-from vidbox.db import Database, migrate_sync, schema_status
+from vidbox.db import (
+    Database,
+    async_url,
+    migrate_postgres,
+    migrate_sync,
+    postgres_schema_status,
+    schema_status,
+)
 
 
 def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
@@ -76,6 +84,7 @@ def test_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
     assert busy >= 5000
 
 
+@only_sqlite
 def test_the_database_files_are_private(make_settings: Callable[..., Settings]) -> None:
     # Password hashes, sessions and share tokens live there: no other local user may read it.
     settings = make_settings()
@@ -93,6 +102,7 @@ def test_the_database_files_are_private(make_settings: Callable[..., Settings]) 
         live.stop()
 
 
+@only_sqlite
 def test_existing_database_files_are_made_private_on_start(
     make_settings: Callable[..., Settings],
 ) -> None:
@@ -105,3 +115,54 @@ def test_existing_database_files_are_made_private_on_start(
         assert stat.S_IMODE(settings.database_path.stat().st_mode) == 0o600
     finally:
         live.stop()
+
+
+@only_postgres
+def test_migrations_build_exactly_the_models_on_postgres(
+    postgres_databases: Databases,
+) -> None:
+    url = postgres_databases.create(migrated=False)
+    try:
+        assert asyncio.run(postgres_schema_status(url))[0] is None
+        asyncio.run(migrate_postgres(url, "0001"))
+        assert asyncio.run(postgres_schema_status(url))[0] == "0001"
+        asyncio.run(migrate_postgres(url))
+
+        async def diff() -> list[object]:
+            engine = sa.ext.asyncio.create_async_engine(async_url(url), poolclass=sa.NullPool)
+            try:
+                async with engine.connect() as conn:
+                    return await conn.run_sync(
+                        lambda c: compare_metadata(MigrationContext.configure(c), SQLModel.metadata)
+                    )
+            finally:
+                await engine.dispose()
+
+        assert asyncio.run(diff()) == [], "models and migrations disagree on PostgreSQL"
+        current, head = asyncio.run(postgres_schema_status(url))
+        assert current == head
+    finally:
+        postgres_databases.drop(url)
+
+
+@only_postgres
+def test_postgres_write_sessions_take_the_write_lock(settings: Settings) -> None:
+    # Write sessions serialise as SQLite's BEGIN IMMEDIATE does (see vidbox.db).
+    async def check() -> int:
+        db = Database.from_settings(settings)
+        try:
+            await db.migrate()
+            async with db.session() as session:
+                conn = await session.connection()
+                locks = (
+                    await conn.exec_driver_sql(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND pid = pg_backend_pid()"
+                    )
+                ).scalar_one()
+            await db.check_writable()
+            return int(locks)
+        finally:
+            await db.close()
+
+    assert asyncio.run(check()) == 1

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import settings_for
 from tests.support import (
     Serve,
     add_user,
@@ -23,7 +24,6 @@ from tests.support import (
     make_test_clip,
     wait_until,
 )
-from vidbox.config import load_settings
 
 KiB = 1024
 
@@ -41,7 +41,7 @@ class Box:
         self.data_dir = tmp_path / "data"
         self.tmp_path = tmp_path
         self.runs = 0
-        add_user(load_settings(data_dir=self.data_dir, environ={}), "ann@example.org")
+        add_user(settings_for(data_dir=self.data_dir, environ={}), "ann@example.org")
         self.serve: Serve = self.start()
 
     def start(self) -> Serve:

@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> Starlette:
                 "vidbox is starting",
                 extra=log_fields(
                     data_dir=settings.data_dir,
-                    database=settings.database_path,
+                    database=services.db.describe(),
                     config=", ".join(settings.sources),
                 ),
             )

@@ -1,4 +1,4 @@
-"""The ``vidbox`` command: serve, check, user and storage administration."""
+"""The ``vidbox`` command: serve, check, user, storage and database administration."""
 
 from __future__ import annotations
 
@@ -95,11 +95,13 @@ def check(test_address: str | None) -> None:
 
 
 def _register_subcommands() -> None:
+    from vidbox.cli_db import db
     from vidbox.cli_storage import storage
     from vidbox.cli_users import user
 
     cli.add_command(user)
     cli.add_command(storage)
+    cli.add_command(db)
 
 
 _register_subcommands()

@@ -1,12 +1,16 @@
 """Database access: async engines, sessions, SQLite pragmas and migrations on start.
 
-Two engines share the SQLite file. Sessions from ``session()`` start with ``BEGIN IMMEDIATE``:
-in WAL mode a deferred transaction that reads and later writes fails at once with SQLITE_BUSY
-when another connection wrote in between (busy_timeout does not help), so anything that may
-write takes the write lock up front. ``read()`` sessions run each statement on its own
-(autocommit) for the hot read-only paths (pages, media checks): they never queue behind
-writers and skip the transaction round trips. Code that needs several reads to agree uses
-``session()``.
+SQLite (``database.path``) is the default; ``database.url`` points vidbox at PostgreSQL.
+
+Two engines share the database. Sessions from ``session()`` take the database's one write
+lock up front. On SQLite that is ``BEGIN IMMEDIATE``: in WAL mode a deferred transaction that
+reads and later writes fails at once with SQLITE_BUSY when another connection wrote in
+between (busy_timeout does not help). On PostgreSQL it is a transaction-scoped advisory lock,
+so write sessions are serialised exactly as on SQLite (across processes too) and code written
+as read-check-write stays correct under PostgreSQL's READ COMMITTED. ``read()`` sessions run
+each statement on its own (autocommit) for the hot read-only paths (pages, media checks):
+they never queue behind writers and skip the transaction round trips. Code that needs several
+reads to agree uses ``session()``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -30,10 +34,45 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from vidbox.cache import TTLCache
 from vidbox.diskspace import DiskFull, EmergencySpace, is_disk_full
 
+if TYPE_CHECKING:
+    from vidbox.config import Settings
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # How long another process may still accept a token this one revoked (see vidbox.cache).
 AUTH_CACHE_SECONDS = 2.0
 BUSY_TIMEOUT_MS = 10_000
+# Advisory lock keys (any 64-bit numbers no other program on the server is likely to pick):
+# one for write sessions, one for migrating.
+WRITE_LOCK = 0x76696462_6F780001
+MIGRATE_LOCK = 0x76696462_6F780002
+POSTGRES_SCHEMES = ("postgresql+asyncpg://", "postgresql://", "postgres://")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
+
+
+def async_url(url: str) -> sa.URL:
+    """The URL SQLAlchemy's asyncpg dialect takes, from any of the spellings we accept."""
+    parsed = sa.make_url(url)
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def configured_url(settings: Settings) -> str:
+    """``database.url`` with ``database.password`` put in when the URL has none ("" for
+    SQLite)."""
+    url = settings.database.url
+    if not url or not settings.database.password:
+        return url
+    parsed = sa.make_url(url)
+    if parsed.password:
+        return url
+    return parsed.set(password=settings.database.password).render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL for logs and ``vidbox check``: without its password."""
+    return async_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
 
 
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -55,11 +94,50 @@ def _make_engine(path: Path, begin: str | None) -> AsyncEngine:
     return engine
 
 
-def alembic_config(path: Path) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
-    return cfg
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_nul(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _replace_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """PostgreSQL text cannot hold NUL, and refuses any parameter with one (a 500 for
+    /api/tokens/x%00, which SQLite answers 404). No stored value has one, so a lookup with
+    U+FFFD in its place finds the same nothing; text written gets U+FFFD, as a decoder would
+    show it."""
+    return statement, _without_nul(parameters)
+
+
+def _make_postgres_engine(url: str, *, writes: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        async_url(url),
+        # Write sessions queue on one lock, so a few connections serve them; reads run in
+        # parallel (pages, media checks, SSE re-checks).
+        pool_size=4 if writes else 8,
+        max_overflow=4 if writes else 8,
+        # A restarted or failed-over server leaves dead connections in the pool.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        isolation_level="READ COMMITTED" if writes else "AUTOCOMMIT",
+        connect_args={
+            # Like SQLite's busy_timeout: a write waiting this long for the lock gives up.
+            "server_settings": {"lock_timeout": str(BUSY_TIMEOUT_MS), "timezone": "UTC"},
+        },
+    )
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", _replace_nul, retval=True)
+    if writes:
+        sa.event.listen(
+            engine.sync_engine,
+            "begin",
+            lambda conn: conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
+        )
+    return engine
 
 
 def make_private(path: Path) -> None:
@@ -73,37 +151,97 @@ def make_private(path: Path) -> None:
             os.chmod(path.with_name(name), 0o600)
 
 
+def _upgrade(conn: sa.Connection, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
+
+
 def migrate_sync(path: Path, revision: str = "head") -> None:
     """Bring the schema at ``path`` up to ``revision`` (creates the file when missing)."""
     make_private(path)
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         with engine.begin() as conn:
-            cfg = alembic_config(path)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            _upgrade(conn, revision)
     finally:
         engine.dispose()
+
+
+def _upgrade_from(conn: sa.Connection, revision: str) -> str | None:
+    before = _current_revision(conn)
+    _upgrade(conn, revision)
+    return before
+
+
+async def migrate_postgres(url: str, revision: str = "head") -> str | None:
+    """Bring the schema at ``url`` up to ``revision``; returns the revision found. Processes
+    starting at once queue on an advisory lock: the first migrates, the others then find the
+    schema current."""
+    engine = create_async_engine(async_url(url), poolclass=sa.NullPool)
+    try:
+        async with engine.connect() as conn:
+            # A session-level lock: it outlives the commit below, and the server drops it
+            # with the connection if this process dies mid-way.
+            await conn.execute(sa.text(f"SELECT pg_advisory_lock({MIGRATE_LOCK})"))
+            await conn.commit()
+            try:
+                async with conn.begin():  # PostgreSQL migrates in one transaction
+                    return await conn.run_sync(_upgrade_from, revision)
+            finally:
+                await conn.execute(sa.text(f"SELECT pg_advisory_unlock({MIGRATE_LOCK})"))
+                await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def _current_revision(conn: sa.Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head() or ""
 
 
 def schema_status(path: Path) -> tuple[str | None, str]:
     """(current revision of the file, newest revision this vidbox knows)."""
-    head = ScriptDirectory.from_config(alembic_config(path)).get_current_head() or ""
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = _current_revision(conn)
     finally:
         engine.dispose()
-    return current, head
+    return current, head_revision()
+
+
+async def postgres_schema_status(url: str) -> tuple[str | None, str]:
+    """(current revision of the database at ``url``, newest revision this vidbox knows)."""
+    engine = create_async_engine(async_url(url), poolclass=sa.NullPool)
+    try:
+        async with engine.connect() as conn:
+            current = await conn.run_sync(_current_revision)
+    finally:
+        await engine.dispose()
+    return current, head_revision()
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, url: str = "") -> None:
+        """SQLite at ``path``, or PostgreSQL at ``url`` when one is given (``path`` then only
+        places the emergency space file)."""
         self.path = path
-        self._write = _make_engine(path, "BEGIN IMMEDIATE")
-        # Reads run in autocommit: no BEGIN/ROLLBACK round trips on every page and segment.
-        self._read = _make_engine(path, None)
+        self.url = url
+        self.postgres = is_postgres(url)
+        if self.postgres:
+            self._write = _make_postgres_engine(url, writes=True)
+            self._read = _make_postgres_engine(url, writes=False)
+        else:
+            self._write = _make_engine(path, "BEGIN IMMEDIATE")
+            # Reads run in autocommit: no BEGIN/ROLLBACK round trips on every page and segment.
+            self._read = _make_engine(path, None)
         # session.info["database"]: lets an after-commit hook find who to tell (jobs/queue.py).
         self._write_sessions = async_sessionmaker(
             self._write, class_=AsyncSession, expire_on_commit=False, info={"database": self}
@@ -117,8 +255,19 @@ class Database:
         # Video rows for media requests (a player fetches a segment every few seconds).
         self.video_cache: TTLCache[Any] = TTLCache(ttl=AUTH_CACHE_SECONDS)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(settings.database_path, configured_url(settings))
+
+    def describe(self) -> str:
+        """Where the data is, for logs and checks (never with a password)."""
+        return describe_url(self.url) if self.postgres else str(self.path)
+
     async def migrate(self) -> None:
-        await asyncio.to_thread(migrate_sync, self.path)
+        if self.postgres:
+            await migrate_postgres(self.url)
+        else:
+            await asyncio.to_thread(migrate_sync, self.path)
         await asyncio.to_thread(self.emergency.ensure)
 
     @asynccontextmanager
@@ -128,7 +277,7 @@ class Database:
         try:
             async with self._write_sessions() as session, session.begin():
                 yield session
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
             if not is_disk_full(exc):
                 raise
             self.emergency.release()

@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 from vidbox.config import Settings
-from vidbox.db import schema_status
+from vidbox.db import configured_url, describe_url, postgres_schema_status, schema_status
 from vidbox.health import CheckResult, FFmpegCheck, check_data_dir, run_checks
 from vidbox.mail import Mailer, MailError, render_test_mail
 from vidbox.mail.origin import SETUP_ORIGIN, resolve_origin, unset_base_url_warning
@@ -28,7 +28,21 @@ async def _data_dir(settings: Settings) -> str:
     return f"{folder} will be created on first start"
 
 
+async def _postgres(url: str) -> str:
+    where = describe_url(url)
+    try:
+        current, head = await postgres_schema_status(url)
+    except Exception as exc:
+        raise RuntimeError(f"{where} cannot be read: {getattr(exc, 'orig', None) or exc}") from None
+    if current == head:
+        return f"{where} (schema {current}, up to date)"
+    return f"{where} (schema {current}; will be upgraded to {head} on start)"
+
+
 async def _database(settings: Settings) -> str:
+    url = configured_url(settings)
+    if url:
+        return await _postgres(url)
     path = settings.database_path
     if not path.exists():
         return f"{path} will be created on first start"

@@ -36,10 +36,11 @@ def free_bytes(path: Path) -> int:
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """SQLite says SQLITE_FULL as 'database or disk is full'; the OS says ENOSPC/EDQUOT."""
+    """SQLite says SQLITE_FULL as 'database or disk is full', PostgreSQL SQLSTATE 53100
+    (disk_full); the OS says ENOSPC/EDQUOT."""
     seen: BaseException | None = exc
     while seen is not None:
-        if "database or disk is full" in str(seen):
+        if "database or disk is full" in str(seen) or getattr(seen, "sqlstate", None) == "53100":
             return True
         if isinstance(seen, OSError) and seen.errno in (28, 122):  # ENOSPC, EDQUOT
             return True

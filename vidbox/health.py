@@ -31,14 +31,14 @@ async def _run(name: str, check: Callable[[], Awaitable[str]]) -> CheckResult:
 
 async def check_database(db: Database) -> str:
     # Pooled connections keep working on a deleted file, silently losing every write.
-    if not await asyncio.to_thread(db.path.is_file):
+    if not db.postgres and not await asyncio.to_thread(db.path.is_file):
         raise RuntimeError(f"{db.path} is missing")
     try:
         await db.check_writable()
     except Exception as exc:
         # SQLAlchemy wraps the driver's error with a long help link; the driver's is enough.
-        raise RuntimeError(f"{db.path}: {getattr(exc, 'orig', None) or exc}") from None
-    return f"{db.path} writable"
+        raise RuntimeError(f"{db.describe()}: {getattr(exc, 'orig', None) or exc}") from None
+    return f"{db.describe()} writable"
 
 
 def _probe_writable(folder: Path) -> None:

@@ -36,6 +36,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# Byte counts: past 2 GiB, beyond PostgreSQL's 4-byte INTEGER. SQLite's INTEGER holds 8 bytes
+# already, and keeps its declared type so existing files match the models.
+ByteCount = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
 
@@ -153,7 +158,7 @@ class Video(SQLModel, table=True):
     title: str = Field(default="", max_length=200)
     # The uploader's file name, cleaned; kept as metadata only (storage keys are ours).
     filename: str = Field(default="", max_length=255)
-    size_bytes: int = Field(default=0)
+    size_bytes: int = Field(default=0, sa_type=ByteCount)
     content_type: str = Field(default="", max_length=100)
     container: str = Field(default="", max_length=16)
     status: str = Field(default=VideoStatus.UPLOADING, max_length=16, index=True)
@@ -209,7 +214,7 @@ class Upload(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     video_id: str = Field(foreign_key="videos.id", unique=True, ondelete="CASCADE", max_length=32)
     owner_id: str = Field(foreign_key="users.id", index=True, ondelete="CASCADE", max_length=32)
-    length: int
+    length: int = Field(sa_type=ByteCount)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

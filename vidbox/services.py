@@ -52,7 +52,7 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prepare_data_dir(settings)
     secret_key = load_secret_key(settings.secret_key_path)
-    db = Database(settings.database_path)
+    db = Database.from_settings(settings)
     threads = ThreadPools()
     storage = load(settings, threads)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import run_sql, settings_for
 from tests.support import (
     Serve,
     add_user,
@@ -26,7 +26,6 @@ from tests.support import (
     start_server,
     wait_until,
 )
-from vidbox.config import load_settings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -92,10 +91,10 @@ class Crash:
             return api_login(client, EMAIL)["access"]
 
     def job(self) -> tuple[str, int, str | None]:
-        with sqlite3.connect(self.data_dir / "vidbox.db") as db:
-            row = db.execute(
-                "SELECT state, attempts, worker FROM jobs WHERE kind = 'process_video'"
-            ).fetchone()
+        [row] = run_sql(
+            settings_for(data_dir=self.data_dir, environ={}),
+            "SELECT state, attempts, worker FROM jobs WHERE kind = 'process_video'",
+        )
         return row[0], row[1], row[2]
 
 
@@ -103,7 +102,7 @@ class Crash:
 def crash(tmp_path: Path, long_clip: Path) -> Iterator[Crash]:
     """Start `vidbox serve`, upload the long clip, SIGKILL the server once x264 runs."""
     data_dir = tmp_path / "data"
-    add_user(load_settings(data_dir=data_dir, environ={}), EMAIL)
+    add_user(settings_for(data_dir=data_dir, environ={}), EMAIL)
     env = clean_env(VIDBOX_DATA_DIR=str(data_dir), **SLOW)
     state = Crash(data_dir, env, "", [])
     try:
@@ -164,7 +163,7 @@ def test_deleting_a_video_removes_folders_of_crashed_attempts(crash: Crash) -> N
 
 
 def test_start_removes_folders_of_attempts_not_running(tmp_path: Path) -> None:
-    settings = load_settings(data_dir=tmp_path / "data", environ={})
+    settings = settings_for(data_dir=tmp_path / "data", environ={})
     tmp = settings.data_dir / "tmp"
     # What a dead attempt leaves: its folder, with a second name for a whole upload.
     upload = tmp_path / "upload.mp4"

@@ -4,7 +4,6 @@ and no failure sentence shows a server path."""
 from __future__ import annotations
 
 import errno
-import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.helpers import get_job, run, set_job
+from tests.postgres import run_sql
 from tests.support import (
     add_user,
     api_login,
@@ -44,10 +44,8 @@ def full_media(settings: Settings) -> Iterator[Path]:
 
 
 def job_attempts(settings: Settings) -> int:
-    with sqlite3.connect(settings.database_path) as db:
-        return int(
-            db.execute("SELECT attempts FROM jobs WHERE kind = 'process_video'").fetchone()[0]
-        )
+    [(attempts,)] = run_sql(settings, "SELECT attempts FROM jobs WHERE kind = 'process_video'")
+    return int(attempts)
 
 
 def test_processing_waits_for_disk_space(settings: Settings, full_media: Path, clip: Path) -> None:

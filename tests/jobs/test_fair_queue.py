@@ -10,6 +10,7 @@ import pytest
 
 from tests.jobs.helpers import add_user as add_user_row
 from tests.jobs.helpers import add_video, run, set_job
+from tests.postgres import settings_for
 from tests.support import (
     add_user,
     api_login,
@@ -19,7 +20,7 @@ from tests.support import (
     wait_for_status,
     wait_until,
 )
-from vidbox.config import Settings, load_settings
+from vidbox.config import Settings
 from vidbox.jobs import MEDIA_LANE
 from vidbox.jobs.queue import claim_next, enqueue
 from vidbox.models import JobState, utcnow
@@ -44,7 +45,7 @@ def _encoders(parent: int) -> bool:
 def test_another_users_video_goes_before_the_rest_of_a_busy_users(
     tmp_path: Path, clip: Path
 ) -> None:
-    settings = load_settings(
+    settings = settings_for(
         data_dir=tmp_path / "data",
         environ={
             # Slow enough that the first video is still encoding while the others arrive.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import httpx
 import pytest
 
+from tests.postgres import database_dump
 from tests.support import (
     PASSWORD,
     LiveServer,
@@ -132,7 +132,7 @@ def test_tokens_are_stored_hashed(live: LiveServer) -> None:
     add_user(live.settings, "eve@example.org")
     with live.client() as client:
         tokens = api_login(client, "eve@example.org")
-    dump = "\n".join(sqlite3.connect(live.settings.database_path).iterdump())
+    dump = database_dump(live.settings)
     assert tokens["access"] not in dump
     assert tokens["refresh"] not in dump
     assert PASSWORD not in dump

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import only_sqlite
 from tests.support import (
     PASSWORD,
     add_user,
@@ -62,6 +63,7 @@ def test_uploads_stop_while_the_reserve_is_left(
         live.stop()
 
 
+@only_sqlite
 def test_a_full_disk_keeps_sign_in_and_browsing_working(
     make_settings: Callable[..., Settings], small_data_dir: Path
 ) -> None:

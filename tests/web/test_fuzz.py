@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
+from tests.postgres import settings_for
 from tests.support import (
     LiveServer,
     add_user,
@@ -24,7 +25,6 @@ from tests.support import (
     start_server,
     wait_for_status,
 )
-from vidbox.config import load_settings
 from vidbox.web import routes
 
 # Appended to a real value of each path parameter (percent-encoded as sent): line breaks,
@@ -62,7 +62,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Iterator[Box]:
         "VIDBOX_EMAIL__SECURITY": "none",
         "VIDBOX_EMAIL__FROM_ADDRESS": "box@example.org",
     }
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("fuzz") / "data", environ=environ)
+    settings = settings_for(data_dir=tmp_path_factory.mktemp("fuzz") / "data", environ=environ)
     admin_id = add_user(settings, "ann@example.org", name="Ann", admin=True)
     live = start_server(settings)
     try:

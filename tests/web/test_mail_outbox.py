@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.postgres import database_dump, db_time
 from tests.support import add_user, api_login, bearer, wait_until
 from tests.web.test_share_support import (
     BASE_URL,
     HTML,
     Smtp,
-    db_time,
     link_in,
     mail_jobs,
     mail_settings,
@@ -32,12 +32,6 @@ ANN, BOB, CAROL, DORA = (
     "carol@outside.example",
     "dora@example.org",
 )
-
-
-def _database_bytes(database: Path) -> bytes:
-    # WAL mode: recent pages live in the -wal file until a checkpoint.
-    files = [database, database.with_name(database.name + "-wal")]
-    return b"".join(f.read_bytes() for f in files if f.exists())
 
 
 def test_no_token_is_stored_with_queued_mail(tmp_path: Path) -> None:
@@ -79,10 +73,10 @@ def test_no_token_is_stored_with_queued_mail(tmp_path: Path) -> None:
         assert all(len(secret) > 20 for secret in secrets)
 
         jobs = mail_jobs(settings)
-        stored = _database_bytes(settings.database_path)
+        stored = database_dump(settings)
         for secret in secrets:
             assert all(secret not in job[1] for job in jobs)
-            assert secret.encode() not in stored, secret
+            assert secret not in stored, secret
         # The jobs are still there (kept for days), holding only what rebuilds the mail.
         kinds = {json.loads(job[1]).get("message") for job in jobs}
         assert kinds == {"share_notification", "access_link", "verify_email"}

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import settings_for
 from tests.support import (
     LiveServer,
     add_user,
@@ -135,9 +136,8 @@ def multitrack_interlaced(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
-    from vidbox.config import load_settings
 
-    settings: Settings = load_settings(
+    settings: Settings = settings_for(
         data_dir=tmp_path_factory.mktemp("data"),
         environ={**FAST, "VIDBOX_PROCESSING__RENDITIONS": "144p,240p"},
     )

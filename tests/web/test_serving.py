@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.postgres import settings_for
 from tests.support import LiveServer, start_server, wait_until
-from vidbox.config import Settings, load_settings
+from vidbox.config import Settings
 from vidbox.filenames import content_disposition, safe_filename
 from vidbox.storage import CHUNK_SIZE, ObjectNotFound, Storage, load
 from vidbox.web.serving import (
@@ -116,8 +117,8 @@ def live(
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("serving")
     # "redirect" asks for presigned URLs; local storage cannot make them and must stream.
-    local_settings = load_settings(data_dir=data_dir, environ={"VIDBOX_STORAGE__SERVE": "redirect"})
-    s3_settings = load_settings(
+    local_settings = settings_for(data_dir=data_dir, environ={"VIDBOX_STORAGE__SERVE": "redirect"})
+    s3_settings = settings_for(
         data_dir=data_dir,
         environ={
             "VIDBOX_STORAGE__BACKEND": "s3",

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import db_time
 from tests.support import (
     add_user,
     api_login,
@@ -25,7 +26,6 @@ from tests.web.test_share_support import (
     HTML,
     Box,
     Smtp,
-    db_time,
     mail_settings,
     make_link,
     media_paths,

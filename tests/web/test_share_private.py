@@ -15,13 +15,13 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from tests.postgres import db_time
 from tests.support import add_user, api_login, bearer, browser_login, csrf_from, wait_until
 from tests.web.test_share_support import (
     BASE_URL,
     HTML,
     Box,
     Smtp,
-    db_time,
     link_in,
     mail_jobs,
     mail_settings,

@@ -5,13 +5,10 @@ direct SQL for moving time (expiry, job backoff), and walking a link's media pat
 from __future__ import annotations
 
 import base64
-import contextlib
 import email
 import email.policy
-import sqlite3
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -21,8 +18,9 @@ import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
+from tests.postgres import run_sql, settings_for
 from tests.support import LiveServer, free_port, start_server
-from vidbox.config import Settings, load_settings
+from vidbox.config import Settings
 
 BASE_URL = "http://vidbox.test"
 SENDER = "box@vidbox.test"
@@ -100,22 +98,14 @@ def mail_settings(data_dir: Path, smtp_port: int | None, **extra: str) -> Settin
             "VIDBOX_EMAIL__SECURITY": "none",
             "VIDBOX_EMAIL__FROM_ADDRESS": SENDER,
         }
-    return load_settings(data_dir=data_dir, environ=env | extra)
+    return settings_for(data_dir=data_dir, environ=env | extra)
 
 
 def serve(settings: Settings) -> LiveServer:
     return start_server(settings)
 
 
-def sql(settings: Settings, query: str, *params: object) -> list[tuple[Any, ...]]:
-    """Run one statement on the box's database, from outside, as an admin with sqlite3 would."""
-    with contextlib.closing(sqlite3.connect(settings.database_path, timeout=10)) as db, db:
-        return db.execute(query, params).fetchall()
-
-
-def db_time(moment: datetime) -> str:
-    """A UTC moment as the UTCDateTime columns store it."""
-    return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+sql = run_sql
 
 
 def mail_jobs(settings: Settings) -> list[tuple[int, str, str, int, str | None]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.postgres import settings_for
 from tests.support import (
     Serve,
     add_user,
@@ -21,7 +22,7 @@ from tests.support import (
     wait_for_status,
     wait_until,
 )
-from vidbox.config import Settings, load_settings
+from vidbox.config import Settings
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -90,7 +91,7 @@ def test_resume_after_the_process_dies(tmp_path: Path, big_clip: Path, how: str)
     data = big_clip.read_bytes()
     assert len(data) > 3 * 1024 * 1024
     env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "data"), TEST_LOG=str(tmp_path / "a.log"))
-    add_user(load_settings(environ=env), "bob@example.org")
+    add_user(settings_for(environ=env), "bob@example.org")
     server = Serve(env=env)
     server.wait_ready()
     auth = bearer(api_login(httpx.Client(base_url=server.url), "bob@example.org")["access"])

@@ -66,6 +66,13 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
+def _database_url_problem(url: str) -> str | None:
+    # Never quote the value: it may hold a password.
+    if url and not url.startswith(("postgresql+asyncpg://", "postgresql://", "postgres://")):
+        return "must start with postgresql+asyncpg:// (only PostgreSQL is supported)"
+    return None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """The HTTP server."""
@@ -149,6 +156,17 @@ class DatabaseSettings:
     """Metadata database."""
 
     path: str = option("", "SQLite file. Empty: <data dir>/vidbox.db.")
+    url: str = option(
+        "",
+        "PostgreSQL instead of SQLite, e.g. postgresql+asyncpg://vidbox@db.example.org:5432/"
+        "vidbox (a password may be in the URL or in database.password). Empty: SQLite at "
+        "database.path.",
+        secret=True,
+        validate=_database_url_problem,
+    )
+    password: str = option(
+        "", "PostgreSQL password, when database.url does not hold one.", secret=True
+    )
 
 
 @dataclass(frozen=True)

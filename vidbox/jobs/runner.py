@@ -235,6 +235,11 @@ class JobRunner:
                 while True:
                     self._activity.clear()
                     if not await work_pending(self.services.db, self.handlers, now=self.clock()):
+                        # A job that ended while we looked may have enqueued one due after
+                        # the ``now`` we asked with (seen often on PostgreSQL's slower round
+                        # trips): look again.
+                        if self._activity.is_set():
+                            continue
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._activity.wait(), self.poll_seconds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from vidbox.models import UTCDateTime
+from vidbox.models import ByteCount, UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.String(length=32), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("filename", sa.String(length=255), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("size_bytes", ByteCount, nullable=False),
         sa.Column("content_type", sa.String(length=100), nullable=False),
         sa.Column("container", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -141,7 +141,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("video_id", sa.String(length=32), nullable=False),
         sa.Column("owner_id", sa.String(length=32), nullable=False),
-        sa.Column("length", sa.Integer(), nullable=False),
+        sa.Column("length", ByteCount, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("completed_at", UTCDateTime(), nullable=True),

@@ -24,7 +24,8 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("email_verified", sa.Boolean(), nullable=False, server_default=sa.false())
         )
-    op.execute("UPDATE users SET email_verified = 1")
+    users = sa.table("users", sa.column("email_verified", sa.Boolean()))
+    op.execute(users.update().values(email_verified=True))
     op.create_table(
         "box_meta",
         sa.Column("key", sa.String(64), primary_key=True),

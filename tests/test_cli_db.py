@@ -1,0 +1,124 @@
+"""`vidbox db migrate`: the schema brought up to date from the shell, once even when several
+processes run it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.postgres import Databases, only_postgres
+from tests.support import VIDBOX, clean_env, run_cli
+from vidbox.config import ConfigError, load_settings
+from vidbox.db import (
+    configured_url,
+    describe_url,
+    head_revision,
+    postgres_schema_status,
+    schema_status,
+)
+
+
+def test_db_migrate_creates_and_then_keeps_the_schema(
+    tmp_path: Path, postgres_databases: Databases | None
+) -> None:
+    empty = {}
+    if postgres_databases is not None:
+        empty = {"VIDBOX_DATABASE__URL": postgres_databases.create(migrated=False)}
+    env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "box"), **empty)
+    first = run_cli("db", "migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"schema upgraded from empty to {head_revision()}" in first.stdout
+    again = run_cli("db", "migrate", env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"schema {head_revision()}, already up to date" in again.stdout
+    if postgres_databases is None:
+        assert schema_status(tmp_path / "box" / "vidbox.db") == (head_revision(),) * 2
+    else:
+        postgres_databases.drop(empty["VIDBOX_DATABASE__URL"])
+
+
+def test_db_migrate_on_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    env = clean_env(
+        VIDBOX_DATA_DIR=str(tmp_path / "box"),
+        # Port 9 (discard): nothing listens there on loopback.
+        VIDBOX_DATABASE__URL="postgresql+asyncpg://vidbox:hunter2-secret@127.0.0.1:9/vidbox",
+    )
+    done = run_cli("db", "migrate", env=env)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: cannot migrate the database: ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "hunter2-secret" not in done.stdout + done.stderr
+
+
+@only_postgres
+def test_processes_migrating_at_once_queue_on_a_lock(
+    tmp_path: Path, postgres_databases: Databases
+) -> None:
+    url = postgres_databases.create(migrated=False)
+    try:
+        env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "box"), VIDBOX_DATABASE__URL=url)
+        runs = [
+            subprocess.Popen(
+                [*VIDBOX, "db", "migrate"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outputs = [run.communicate(timeout=120) for run in runs]
+        assert [run.returncode for run in runs] == [0] * 4, outputs
+        upgraded = [out for out, _ in outputs if "schema upgraded from empty" in out]
+        assert len(upgraded) == 1, outputs
+        assert asyncio.run(postgres_schema_status(url)) == (head_revision(),) * 2
+    finally:
+        postgres_databases.drop(url)
+
+
+def test_the_password_comes_from_its_own_setting_or_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret/with@odd:chars\n")
+    settings = load_settings(
+        data_dir=tmp_path,
+        environ={
+            "VIDBOX_DATABASE__URL": "postgresql+asyncpg://vidbox@db.example.org:5433/vidbox",
+            "VIDBOX_DATABASE__PASSWORD_FILE": str(secret),
+        },
+    )
+    url = sa.make_url(configured_url(settings))
+    assert (url.username, url.password, url.host, url.port) == (
+        "vidbox",
+        "s3cret/with@odd:chars",
+        "db.example.org",
+        5433,
+    )
+    assert "s3cret" not in describe_url(configured_url(settings))
+    wrong = {"VIDBOX_DATABASE__URL": "mysql://root:pw-not-shown@db/vidbox"}
+    with pytest.raises(ConfigError) as refused:
+        load_settings(data_dir=tmp_path, environ=wrong)
+    assert "database.url" in str(refused.value)
+    assert "pw-not-shown" not in str(refused.value)
+
+
+@only_postgres
+def test_check_names_the_postgres_database_without_its_password(
+    tmp_path: Path, postgres_databases: Databases
+) -> None:
+    # The test server trusts loopback, so any password gets in.
+    url = sa.make_url(postgres_databases.create()).set(password="pw-not-shown")
+    try:
+        env = clean_env(
+            VIDBOX_DATA_DIR=str(tmp_path / "box"),
+            VIDBOX_DATABASE__URL=url.render_as_string(hide_password=False),
+        )
+        done = run_cli("check", env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"/{url.database} (schema {head_revision()}, up to date)" in done.stdout
+        assert "pw-not-shown" not in done.stdout + done.stderr
+    finally:
+        postgres_databases.drop(url.render_as_string(hide_password=False))
