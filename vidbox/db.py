@@ -288,10 +288,6 @@ class Database:
         async with self._read_sessions() as session:
             yield session
 
-    async def ping(self) -> None:
-        async with self._read.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-
     async def check_writable(self) -> None:
         """A committed write, for readiness: reads (and a SELECT 1) keep working on a file
         that can no longer be written, while every sign-in and upload fails, and a
