@@ -82,6 +82,8 @@ class Databases:
 
 
 DATABASES = Databases() if SERVER else None
+# Every process of a PostgreSQL box must sign with one configured key (server.secret_key).
+TEST_SECRET_KEY = "vidbox-test-secret-key-0123456789abcdef"
 # Boxes made outside the make_settings fixture (module fixtures, helpers): a database per data
 # directory, dropped when the run ends.
 _by_data_dir: dict[Path, str] = {}
@@ -95,7 +97,7 @@ def database_env(data_dir: Path) -> dict[str, str]:
     key = Path(data_dir).resolve()
     if key not in _by_data_dir:
         _by_data_dir[key] = DATABASES.create()
-    return {"VIDBOX_DATABASE__URL": _by_data_dir[key]}
+    return {"VIDBOX_DATABASE__URL": _by_data_dir[key], "VIDBOX_SERVER__SECRET_KEY": TEST_SECRET_KEY}
 
 
 def settings_for(

@@ -51,7 +51,12 @@ def test_serve_on_defaults(served: Serve, tmp_path: Path) -> None:
 
 
 def test_secret_key_survives_restart(tmp_path: Path) -> None:
-    env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "d"), TEST_LOG=str(tmp_path / "a.log"))
+    # The generated key is a SQLite box's: PostgreSQL needs server.secret_key instead.
+    env = clean_env(
+        VIDBOX_DATA_DIR=str(tmp_path / "d"),
+        VIDBOX_DATABASE__URL="",
+        TEST_LOG=str(tmp_path / "a.log"),
+    )
     first = Serve(env=env)
     first.wait_ready()
     first.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.postgres import Databases, only_postgres
+from tests.postgres import TEST_SECRET_KEY, Databases, only_postgres
 from tests.support import VIDBOX, clean_env, run_cli
 from vidbox.config import ConfigError, load_settings
 from vidbox.db import (
@@ -27,7 +27,10 @@ def test_db_migrate_creates_and_then_keeps_the_schema(
 ) -> None:
     empty = {}
     if postgres_databases is not None:
-        empty = {"VIDBOX_DATABASE__URL": postgres_databases.create(migrated=False)}
+        empty = {
+            "VIDBOX_DATABASE__URL": postgres_databases.create(migrated=False),
+            "VIDBOX_SERVER__SECRET_KEY": TEST_SECRET_KEY,
+        }
     env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "box"), **empty)
     first = run_cli("db", "migrate", env=env)
     assert first.returncode == 0, first.stderr
@@ -46,6 +49,7 @@ def test_db_migrate_on_an_unreachable_server_is_one_line(tmp_path: Path) -> None
         VIDBOX_DATA_DIR=str(tmp_path / "box"),
         # Port 9 (discard): nothing listens there on loopback.
         VIDBOX_DATABASE__URL="postgresql+asyncpg://vidbox:hunter2-secret@127.0.0.1:9/vidbox",
+        VIDBOX_SERVER__SECRET_KEY=TEST_SECRET_KEY,
     )
     done = run_cli("db", "migrate", env=env)
     assert done.returncode == 1
@@ -60,7 +64,11 @@ def test_processes_migrating_at_once_queue_on_a_lock(
 ) -> None:
     url = postgres_databases.create(migrated=False)
     try:
-        env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "box"), VIDBOX_DATABASE__URL=url)
+        env = clean_env(
+            VIDBOX_DATA_DIR=str(tmp_path / "box"),
+            VIDBOX_DATABASE__URL=url,
+            VIDBOX_SERVER__SECRET_KEY=TEST_SECRET_KEY,
+        )
         runs = [
             subprocess.Popen(
                 [*VIDBOX, "db", "migrate"],
@@ -88,6 +96,7 @@ def test_the_password_comes_from_its_own_setting_or_file(tmp_path: Path) -> None
         environ={
             "VIDBOX_DATABASE__URL": "postgresql+asyncpg://vidbox@db.example.org:5433/vidbox",
             "VIDBOX_DATABASE__PASSWORD_FILE": str(secret),
+            "VIDBOX_SERVER__SECRET_KEY": TEST_SECRET_KEY,
         },
     )
     url = sa.make_url(configured_url(settings))
@@ -115,6 +124,7 @@ def test_check_names_the_postgres_database_without_its_password(
         env = clean_env(
             VIDBOX_DATA_DIR=str(tmp_path / "box"),
             VIDBOX_DATABASE__URL=url.render_as_string(hide_password=False),
+            VIDBOX_SERVER__SECRET_KEY=TEST_SECRET_KEY,
         )
         done = run_cli("check", env=env)
         assert done.returncode == 0, done.stdout + done.stderr

@@ -108,6 +108,36 @@ def test_wrong_values_name_key_and_source(
         assert source in text
 
 
+PG_URL = "postgresql+asyncpg://vidbox@db.example.org/vidbox"
+
+
+def test_postgres_needs_a_configured_secret_key_of_some_length(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as missing:
+        load_settings(data_dir=tmp_path, environ={"VIDBOX_DATABASE__URL": PG_URL})
+    assert str(missing.value).startswith("server.secret_key: must be set when database.url")
+    short = {"VIDBOX_DATABASE__URL": PG_URL, "VIDBOX_SERVER__SECRET_KEY": "short-key-value"}
+    with pytest.raises(ConfigError) as too_short:
+        load_settings(data_dir=tmp_path, environ=short)
+    assert "server.secret_key: must be at least 32 characters" in str(too_short.value)
+    assert "short-key-value" not in str(too_short.value)
+    key_file = write(tmp_path / "key", "k" * 40 + "\n")
+    from_file = {"VIDBOX_DATABASE__URL": PG_URL, "VIDBOX_SERVER__SECRET_KEY_FILE": str(key_file)}
+    assert load_settings(data_dir=tmp_path, environ=from_file).server.secret_key == "k" * 40
+
+
+def test_refused_without_a_secret_key_before_serving(tmp_path: Path) -> None:
+    from tests.support import clean_env, run_cli
+
+    env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "d"), VIDBOX_DATABASE__URL=PG_URL)
+    env.pop("VIDBOX_SERVER__SECRET_KEY", None)
+    refused = run_cli("serve", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "Error: configuration error: server.secret_key: must be set when database.url is "
+        "set, the same in every process of the box"
+    )
+
+
 def test_secret_values_are_not_echoed(tmp_path: Path) -> None:
     cfg = write(tmp_path / "vidbox.toml", "[email]\npassword = 12345\n")
     with pytest.raises(ConfigError) as err:

@@ -51,7 +51,12 @@ class Services:
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     prepare_data_dir(settings)
-    secret_key = load_secret_key(settings.secret_key_path)
+    # A configured key is shared by every process of the box; the file is one process's own.
+    secret_key = (
+        settings.server.secret_key.encode()
+        if settings.server.secret_key
+        else load_secret_key(settings.secret_key_path)
+    )
     db = Database.from_settings(settings)
     threads = ThreadPools()
     storage = load(settings, threads)

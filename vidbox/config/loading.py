@@ -15,7 +15,9 @@ from vidbox.config.schema import (
     ENV_PREFIX,
     SECTIONS,
     ConfigError,
+    DatabaseSettings,
     EmailSettings,
+    ServerSettings,
     Settings,
     StorageSettings,
 )
@@ -200,6 +202,14 @@ def check_cross_field(built: dict[str, Any]) -> None:
         for name in ("endpoint", "bucket", "access_key", "secret_key"):
             if not getattr(storage, name):
                 raise ConfigError(f"storage.{name}: must be set when storage.backend is s3")
+    database: DatabaseSettings = built["database"]
+    server: ServerSettings = built["server"]
+    if database.url and not server.secret_key:
+        # Each process would otherwise sign with a key of its own data dir.
+        raise ConfigError(
+            "server.secret_key: must be set when database.url is set, the same in every "
+            "process of the box"
+        )
     email: EmailSettings = built["email"]
     if email.host and not email.from_address:
         raise ConfigError("email.from_address: must be set when email.host is set")

@@ -73,6 +73,19 @@ def _database_url_problem(url: str) -> str | None:
     return None
 
 
+SECRET_KEY_MIN_CHARS = 32
+
+
+def _secret_key_problem(key: str) -> str | None:
+    # Never quote the value.
+    if key and len(key) < SECRET_KEY_MIN_CHARS:
+        return (
+            f"must be at least {SECRET_KEY_MIN_CHARS} characters "
+            "(e.g. from: openssl rand -base64 48)"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """The HTTP server."""
@@ -119,6 +132,14 @@ class ServerSettings:
         "is closed, the bytes received so far are kept (a resumable upload goes on from "
         "there) and the upload is free for the client's next attempt.",
         min=1,
+    )
+    secret_key: str = option(
+        "",
+        "Key that signs cookies, CSRF tokens and share links, at least 32 characters. Every "
+        "process of one box must have the same one; required with database.url. Empty: a key "
+        "generated once in <data dir>/secret.key.",
+        secret=True,
+        validate=_secret_key_problem,
     )
     max_connections_per_client: int = option(
         64,
