@@ -78,9 +78,12 @@ def create_app(settings: Settings) -> Starlette:
                 settings.data_dir, settings.database_path, lambda why: _data_lost(app, why)
             )
             watching = asyncio.create_task(watch.run())
-            runner = JobRunner(services, all_handlers())
+            # A web-only process leaves the queue to the workers (vidbox.worker); what it
+            # enqueues wakes them through the database.
+            runner = JobRunner(services, all_handlers()) if settings.server.role == "all" else None
             app.state.runner = runner  # for tests and tools: no request path needs it
-            await runner.start()
+            if runner is not None:
+                await runner.start()
             token = await issue_setup_token(services.db)
             if token:
                 log.warning(
@@ -99,7 +102,8 @@ def create_app(settings: Settings) -> Starlette:
                 watching.cancel()
                 gc.unfreeze()
                 # Running jobs are put back in the queue and resume on the next start.
-                await runner.stop()
+                if runner is not None:
+                    await runner.stop()
                 app.state.runner = None
 
     app = Starlette(

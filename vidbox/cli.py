@@ -30,6 +30,12 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for everyone).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on (default 8080).")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "web", "worker"]),
+    help="all: web and processing (default); web: HTTP only, no jobs; worker: jobs and "
+    "cleanup only, no port (default: server.role).",
+)
 @box_options
 @click.option(
     "--log-level",
@@ -38,16 +44,24 @@ def cli() -> None:
     show_default=True,
     help="How much to log.",
 )
-def serve(host: str | None, port: int | None, log_level: str) -> None:
-    """Run the whole box: web UI, API and video processing."""
+def serve(host: str | None, port: int | None, role: str | None, log_level: str) -> None:
+    """Run the box: web UI, API and video processing (or, with --role, one of them)."""
     configure_logging(log_level.upper())
-    settings = box_settings(host=host, port=port)
+    settings = box_settings(host=host, port=port, role=role)
     try:
         prepare_data_dir(settings)
     except OSError as exc:
         raise click.ClickException(
             f"cannot use data directory {settings.data_dir}: {exc.strerror or exc}"
         ) from None
+    if settings.server.role == "worker":
+        from vidbox.worker import run_worker
+
+        log.info(
+            "configuration loaded",
+            extra=log_fields(sources="; ".join(settings.sources), data_dir=settings.data_dir),
+        )
+        sys.exit(asyncio.run(run_worker(settings)))
     try:
         sock = bind_listening_socket(settings.server.host, settings.server.port)
     except ListenError as exc:

@@ -141,6 +141,12 @@ class ServerSettings:
         secret=True,
         validate=_secret_key_problem,
     )
+    role: str = option(
+        "all",
+        "What this process does: all (web and processing), web (serves HTTP, runs no jobs) "
+        "or worker (processes jobs and cleanup, listens on no port).",
+        choices=("all", "web", "worker"),
+    )
     max_connections_per_client: int = option(
         64,
         "Open connections one address may have at once; more are answered 429 and closed. "
