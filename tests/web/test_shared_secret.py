@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from tests.support import add_user, browser_login, start_server
+from tests.support import (
+    add_user,
+    api_login,
+    bearer,
+    browser_login,
+    start_server,
+    wait_for_status,
+)
 from vidbox.config import Settings
 
 KEY = "shared-key-for-every-process-of-this-box-0123"
@@ -21,8 +29,8 @@ def _same_database(first: Settings, **env: str) -> dict[str, str]:
     return {"VIDBOX_DATABASE__PATH": str(first.database_path), **env}
 
 
-def test_a_sign_in_made_by_one_process_is_good_on_another(
-    make_settings: Callable[..., Settings], tmp_path: Path
+def test_a_sign_in_and_a_share_link_made_by_one_process_are_good_on_another(
+    make_settings: Callable[..., Settings], tmp_path: Path, clip: Path
 ) -> None:
     one = make_settings({"VIDBOX_SERVER__SECRET_KEY": KEY}, data_dir=tmp_path / "one")
     two = make_settings(
@@ -48,6 +56,26 @@ def test_a_sign_in_made_by_one_process_is_good_on_another(
             assert browser.get("/settings").status_code == 200
             signed_out = browser.post("/logout", data={"_csrf": csrf})
             assert signed_out.status_code == 303, signed_out.text
+        # A share link's token is an HMAC of the link's id under the key.
+        with first.client() as client:
+            ann = bearer(api_login(client, "ann@example.org")["access"])
+            files = {"file": (clip.name, clip.read_bytes(), "video/mp4")}
+            created = client.post("/api/videos", headers=ann, files=files)
+            assert created.status_code == 201, created.text
+            video_id = created.json()["id"]
+            wait_for_status(client, video_id, {"READY"}, headers=ann)
+            link = client.post(
+                f"/api/videos/{video_id}/links",
+                json={"visibility": "public", "expires_in": "1d"},
+                headers=ann,
+            )
+            assert link.status_code == 201, link.text
+            path = urlsplit(link.json()["url"]).path
+            assert client.get(path).status_code == 200
+        with second.client() as client:
+            assert client.get(path).status_code == 200
+        with third.client() as client:
+            assert client.get(path).status_code == 404
     finally:
         for server in servers:
             server.stop()
