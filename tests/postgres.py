@@ -107,7 +107,7 @@ def settings_for(
     env = dict(environ)
     folder = data_dir or env.get("VIDBOX_DATA_DIR")
     if folder is not None and "VIDBOX_DATABASE__URL" not in env:
-        env |= database_env(Path(folder))
+        env = {**database_env(Path(folder)), **env}  # what the test gave wins
     return load_settings(data_dir=data_dir, environ=env, **kwargs)
 
 
