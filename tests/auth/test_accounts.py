@@ -5,12 +5,12 @@ process against the same running box, and compares rows, sign-ins and refusals."
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 
+from tests.postgres import run_sql
 from tests.support import (
     PASSWORD,
     LiveServer,
@@ -64,16 +64,19 @@ def sign_in_everywhere(live: LiveServer, email: str, api: httpx.Client) -> Signe
 def snapshot(live: LiveServer, email: str) -> tuple[tuple[object, ...], list[tuple[str, bool]]]:
     """The account's row (what an operation may change, without what differs by account)
     and its sessions as (kind, revoked), straight from the database."""
-    with contextlib.closing(sqlite3.connect(live.settings.database_path)) as db:
-        user_id, *flags = db.execute(
-            "SELECT id, disabled, is_admin, email_verified, name FROM users WHERE email = ?",
-            (email,),
-        ).fetchone()
-        rows = db.execute(
-            "SELECT kind, revoked_at IS NOT NULL FROM auth_sessions WHERE user_id = ?"
-            " ORDER BY kind, created_at",
-            (user_id,),
-        ).fetchall()
+    ((user_id, *flags),) = run_sql(
+        live.settings,
+        "SELECT id, disabled, is_admin, email_verified, name FROM users WHERE email = ?",
+        email,
+    )
+    rows = run_sql(
+        live.settings,
+        "SELECT kind, revoked_at IS NOT NULL FROM auth_sessions WHERE user_id = ?"
+        " ORDER BY kind, created_at",
+        user_id,
+    )
+    # sqlite3 gives 0/1 where PostgreSQL gives booleans.
+    flags = [bool(f) if isinstance(f, int) else f for f in flags]
     return tuple(flags), [(kind, bool(revoked)) for kind, revoked in rows]
 
 
