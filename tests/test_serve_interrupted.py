@@ -108,14 +108,22 @@ def _offset(box: Box, auth: dict[str, str], path: str) -> int:
     return int(head.headers["upload-offset"])
 
 
-def test_sigterm_ends_a_stalled_upload_cleanly_with_its_bytes_kept(box: Box, video: bytes) -> None:
+@contextlib.contextmanager
+def _terminated_mid_patch(box: Box, video: bytes, sent: int) -> Iterator[tuple[socket.socket, str]]:
+    """A PATCH whose first ``sent`` bytes are stored, then SIGTERM to the server; yields the
+    client's socket and the upload's path."""
     auth = box.auth()
     path = _create_upload(box, auth, len(video))
-    sent = 256 * KiB
     with box.connect() as sock:
         sock.sendall(_patch_head(auth, path, len(video)) + video[:sent])
         wait_until(lambda: _offset(box, auth, path) == sent, what="the first bytes to be stored")
         box.serve.proc.send_signal(signal.SIGTERM)
+        yield sock, path
+
+
+def test_sigterm_ends_a_stalled_upload_cleanly_with_its_bytes_kept(box: Box, video: bytes) -> None:
+    sent = 256 * KiB
+    with _terminated_mid_patch(box, video, sent) as (sock, path):
         # The client sends nothing more. The server stops all the same, in its grace period.
         assert box.serve.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises it
         answer = _answer(sock)
@@ -142,13 +150,8 @@ def test_sigterm_ends_a_stalled_upload_cleanly_with_its_bytes_kept(box: Box, vid
 
 
 def test_sigterm_lets_a_body_that_keeps_coming_finish(box: Box, video: bytes) -> None:
-    auth = box.auth()
-    path = _create_upload(box, auth, len(video))
     sent = 256 * KiB
-    with box.connect() as sock:
-        sock.sendall(_patch_head(auth, path, len(video)) + video[:sent])
-        wait_until(lambda: _offset(box, auth, path) == sent, what="the first bytes to be stored")
-        box.serve.proc.send_signal(signal.SIGTERM)
+    with _terminated_mid_patch(box, video, sent) as (sock, _path):
         sock.sendall(video[sent:])
         answer = _answer(sock)
         assert box.serve.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises it
