@@ -57,6 +57,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            # Other processes' revocations and enqueues reach this one (PostgreSQL).
+            await services.db.listen()
             log.info(
                 "vidbox is starting",
                 extra=log_fields(

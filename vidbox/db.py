@@ -10,7 +10,8 @@ so write sessions are serialised exactly as on SQLite (across processes too) and
 as read-check-write stays correct under PostgreSQL's READ COMMITTED. ``read()`` sessions run
 each statement on its own (autocommit) for the hot read-only paths (pages, media checks):
 they never queue behind writers and skip the transaction round trips. Code that needs several
-reads to agree uses ``session()``.
+reads to agree uses ``session()``. The job queue's claims and outcomes use ``queue_session()``,
+which on PostgreSQL skips the lock (vidbox.jobs.queue says why that is safe).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from vidbox.cache import TTLCache
 from vidbox.diskspace import DiskFull, EmergencySpace, is_disk_full
+from vidbox.notify import AUTH, BUS_KEY, VIDEO_DELETED, VIDEOS, Bus
 
 if TYPE_CHECKING:
     from vidbox.config import Settings
@@ -114,10 +116,12 @@ def _replace_nul(
     return statement, _without_nul(parameters)
 
 
-def _make_postgres_engine(url: str, *, writes: bool) -> AsyncEngine:
+def _make_postgres_engine(url: str, *, writes: bool, locked: bool = True) -> AsyncEngine:
+    """``writes``: transactions (READ COMMITTED), else autocommit reads. ``locked``: writes
+    take the box's write lock first (see the module docstring)."""
     engine = create_async_engine(
         async_url(url),
-        # Write sessions queue on one lock, so a few connections serve them; reads run in
+        # Locked writes queue on one lock, so a few connections serve them; reads run in
         # parallel (pages, media checks, SSE re-checks).
         pool_size=4 if writes else 8,
         max_overflow=4 if writes else 8,
@@ -131,7 +135,7 @@ def _make_postgres_engine(url: str, *, writes: bool) -> AsyncEngine:
         },
     )
     sa.event.listen(engine.sync_engine, "before_cursor_execute", _replace_nul, retval=True)
-    if writes:
+    if writes and locked:
         sa.event.listen(
             engine.sync_engine,
             "begin",
@@ -237,23 +241,45 @@ class Database:
         self.postgres = is_postgres(url)
         if self.postgres:
             self._write = _make_postgres_engine(url, writes=True)
+            # The job queue's own statements are each safe without the write lock (claims
+            # lock their row with SKIP LOCKED, outcomes are conditional updates), and
+            # heartbeats and claims should not wait behind a page's writes.
+            self._queue = _make_postgres_engine(url, writes=True, locked=False)
             self._read = _make_postgres_engine(url, writes=False)
+            dsn = async_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         else:
             self._write = _make_engine(path, "BEGIN IMMEDIATE")
+            self._queue = self._write  # SQLite has one writer at a time whatever we do
             # Reads run in autocommit: no BEGIN/ROLLBACK round trips on every page and segment.
             self._read = _make_engine(path, None)
-        # session.info["database"]: lets an after-commit hook find who to tell (jobs/queue.py).
+            dsn = ""
+        # What committed changes announce (vidbox.notify), here and in other processes.
+        self.bus = Bus(dsn)
+        info = {"database": self, BUS_KEY: self.bus}
         self._write_sessions = async_sessionmaker(
-            self._write, class_=AsyncSession, expire_on_commit=False, info={"database": self}
+            self._write, class_=AsyncSession, expire_on_commit=False, info=info
+        )
+        self._queue_sessions = async_sessionmaker(
+            self._queue, class_=AsyncSession, expire_on_commit=False, info=info
         )
         self._read_sessions = async_sessionmaker(
             self._read, class_=AsyncSession, expire_on_commit=False
         )
         self.emergency = EmergencySpace(path.parent / f"{path.name}.emergency-space")
-        # Signed-in principals by token hash; every revocation through this handle clears it.
+        # Signed-in principals by token hash; whatever revokes or changes a sign-in announces
+        # notify.AUTH, which clears it here and in every other process.
         self.auth_cache: TTLCache[Any] = TTLCache(ttl=AUTH_CACHE_SECONDS)
         # Video rows for media requests (a player fetches a segment every few seconds).
         self.video_cache: TTLCache[Any] = TTLCache(ttl=AUTH_CACHE_SECONDS)
+        self.bus.subscribe(AUTH, self._auth_changed)
+        self.bus.subscribe(VIDEOS, self._videos_changed)
+        self.bus.subscribe(VIDEO_DELETED, self._videos_changed)
+
+    def _auth_changed(self, _details: frozenset[str] | None) -> None:
+        self.auth_cache.clear()
+
+    def _videos_changed(self, _details: frozenset[str] | None) -> None:
+        self.video_cache.clear()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -274,14 +300,34 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A write session: commits when the block ends without error, else rolls back. A
         full disk is a 507 for the client, and frees the emergency space for the next try."""
+        async with self._transaction(self._write_sessions) as session:
+            yield session
+
+    @asynccontextmanager
+    async def _transaction(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[AsyncSession]:
         try:
-            async with self._write_sessions() as session, session.begin():
+            async with sessions() as session, session.begin():
                 yield session
         except sa.exc.DBAPIError as exc:
             if not is_disk_full(exc):
                 raise
             self.emergency.release()
             raise DiskFull() from exc
+
+    @asynccontextmanager
+    async def queue_session(self) -> AsyncIterator[AsyncSession]:
+        """A write session without the write lock on PostgreSQL, for the job queue's claims
+        and outcomes only: each of their statements is correct on its own under READ
+        COMMITTED (see vidbox.jobs.queue). On SQLite the same as ``session()``."""
+        async with self._transaction(self._queue_sessions) as session:
+            yield session
+
+    async def listen(self) -> None:
+        """Hear what other processes announce (PostgreSQL); the server's and the worker's
+        lifespans call it. ``close`` stops it."""
+        await self.bus.start()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -297,5 +343,8 @@ class Database:
             await session.execute(sa.text("UPDATE alembic_version SET version_num = version_num"))
 
     async def close(self) -> None:
+        await self.bus.close()
         await self._write.dispose()
+        if self._queue is not self._write:
+            await self._queue.dispose()
         await self._read.dispose()

@@ -265,7 +265,6 @@ async def delete_video(services: Services, user: User, video_id: str) -> None:
         prefix = video_prefix(video)
         job_ids = await cancel_video_jobs(session, video.id)
         await session.delete(video)
-    services.db.video_cache.clear()
     # Before the files go: a running FFmpeg must not write more of them.
     await stop_video_jobs(services.db, video_id, job_ids)
     for spool_id in spool_ids:

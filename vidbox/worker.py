@@ -46,6 +46,7 @@ async def run_worker(settings: Settings) -> int:
         )
         watch = DataDirWatch(settings.data_dir, settings.database_path, data_lost)
         watching = asyncio.create_task(watch.run())
+        await services.db.listen()  # wake-ups from the web processes' enqueues
         runner = JobRunner(services, all_handlers())
         await runner.start()
         try:

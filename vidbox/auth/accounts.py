@@ -23,6 +23,7 @@ from vidbox.auth.users import change_flags, check_name, create_user, get_user, s
 from vidbox.db import Database
 from vidbox.errors import BadRequest, NotFound
 from vidbox.models import User
+from vidbox.notify import AUTH, announce
 
 CONSOLE: User | None = None
 
@@ -77,7 +78,7 @@ async def set_flags(
         )
         if disabled:
             await revoke_sessions_in(session, user.id, kinds=EVERY_KIND)
-    db.auth_cache.clear()  # signed-in principals carry the old flags
+        announce(session, AUTH)  # signed-in principals carry the old flags
     return user
 
 
@@ -104,7 +105,6 @@ async def change_password(
         user = await _account(session, user_id, email)
         await set_password(session, user, password)
         await revoke_sessions_in(session, user.id, kinds=EVERY_KIND)
-    db.auth_cache.clear()
     return user
 
 
@@ -132,5 +132,5 @@ async def rename_account(db: Database, user_id: str, name: str) -> User:
         user = await _account(session, user_id, None)
         user.name = name
         session.add(user)
-    db.auth_cache.clear()  # signed-in principals carry the old name
+        announce(session, AUTH)  # signed-in principals carry the old name
     return user

@@ -21,6 +21,7 @@ from vidbox.auth.secrets import hash_token, new_token
 from vidbox.db import Database
 from vidbox.errors import Unauthorized
 from vidbox.models import AuthSession, AuthToken, User, utcnow
+from vidbox.notify import AUTH, announce
 
 # Every kind of sign-in, for "sign out everywhere": personal API tokens included, or a thief's
 # script set up with a stolen password outlives the password change.
@@ -109,6 +110,7 @@ async def rotate_refresh(
         if token.used_at is not None:
             auth.revoked_at = now
             session.add(auth)
+            announce(session, AUTH)
             reused = True
         else:
             token.used_at = now
@@ -116,7 +118,6 @@ async def rotate_refresh(
             session.add_all([token, auth])
             pair = _pair(session, auth.id, access_minutes, refresh_days)
     if reused:
-        db.auth_cache.clear()
         raise Unauthorized(
             "This refresh token was already used, so every token of this sign-in has been "
             "revoked. Sign in again."
@@ -203,7 +204,7 @@ async def revoke_session(
         query = query.where(col(AuthSession.kind) == kind)
     async with db.session() as session:
         result = await session.exec(query.values(revoked_at=utcnow()))
-    db.auth_cache.clear()
+        announce(session, AUTH)
     return bool(result.rowcount)
 
 
@@ -211,13 +212,13 @@ async def revoke_user_sessions(db: Database, user_id: str, *, kinds: tuple[str, 
     """Sign a user out everywhere (the given session kinds)."""
     async with db.session() as session:
         revoked = await revoke_sessions_in(session, user_id, kinds=kinds)
-    db.auth_cache.clear()
     return revoked
 
 
 async def revoke_sessions_in(session: AsyncSession, user_id: str, *, kinds: tuple[str, ...]) -> int:
     """``revoke_user_sessions`` inside the caller's transaction (a disable or a password change
-    and its sign-outs commit together). The caller clears ``db.auth_cache`` after the commit."""
+    and its sign-outs commit together); every process forgets the revoked sign-ins at the
+    commit (notify.AUTH)."""
     result = await session.exec(
         update(AuthSession)
         .where(
@@ -227,4 +228,5 @@ async def revoke_sessions_in(session: AsyncSession, user_id: str, *, kinds: tupl
         )
         .values(revoked_at=utcnow())
     )
+    announce(session, AUTH)
     return int(result.rowcount)

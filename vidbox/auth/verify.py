@@ -27,6 +27,7 @@ from vidbox.jobs import PermanentJobError
 from vidbox.jobs.send_mail import Builder, enqueue_message
 from vidbox.mail import OutgoingMail, render_verify_email
 from vidbox.models import User
+from vidbox.notify import AUTH, announce
 from vidbox.services import Services
 
 VERIFY_EMAIL = "verify_email"
@@ -118,7 +119,7 @@ async def confirm(services: Services, signed: str) -> User:
             .where(col(User.id) == user.id, col(User.email) == user.email)
             .values(email_verified=True)
         )
-    services.db.auth_cache.clear()  # signed-in principals carry the old flag
+        announce(session, AUTH)  # signed-in principals carry the old flag
     user.email_verified = True
     return user
 

@@ -61,5 +61,9 @@ async def fair_pick(session: AsyncSession, runnable: Any) -> Job | None:
             .where(runnable, belongs)
             .order_by(col(Job.run_at), col(Job.id))
             .limit(1)
+            # A job another worker is claiming this instant is skipped, not waited for (on
+            # PostgreSQL; SQLite has one writer at a time anyway). Only the job row: the
+            # video side of the outer join may be missing.
+            .with_for_update(skip_locked=True, of=Job)
         )
     ).first()

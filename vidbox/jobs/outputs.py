@@ -21,6 +21,7 @@ from sqlmodel import col, select
 from vidbox.db import Database
 from vidbox.media import RenditionInfo, measure_rendition
 from vidbox.models import Rendition, Video, VideoStatus, utcnow
+from vidbox.notify import VIDEOS, announce
 from vidbox.storage import ObjectNotFound, Storage
 from vidbox.videos import hls_key
 
@@ -36,6 +37,9 @@ class VideoGone(Exception):
     """The video row was deleted while the job ran."""
 
 
+_PROGRESS_ONLY = frozenset({"progress"})
+
+
 async def update_video(db: Database, video_id: str, **fields: Any) -> Video:
     """Set ``fields`` on the video in one transaction; raises VideoGone when it is deleted."""
     async with db.session() as session:
@@ -45,6 +49,10 @@ async def update_video(db: Database, video_id: str, **fields: Any) -> Video:
         for name, value in fields.items():
             setattr(video, name, value)
         session.add(video)
+        if fields.keys() - _PROGRESS_ONLY:
+            # Media requests read the row from a short cache (videos.owned_for_media): what
+            # they check changed, so every process drops it. Progress ticks do not.
+            announce(session, VIDEOS, video_id)
     return video
 
 
@@ -57,6 +65,7 @@ async def mark_ready(db: Database, video_id: str, *, progress: int) -> Video:
         video.status, video.error, video.progress = VideoStatus.READY, None, progress
         video.ready_at = video.ready_at or utcnow()
         session.add(video)
+        announce(session, VIDEOS, video_id)
     return video
 
 

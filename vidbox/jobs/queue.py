@@ -14,10 +14,16 @@ State machine (see vidbox.models.JobState)::
                         \\--shutdown / lease expired--> queued
     failed, dead --retry_job--> queued
 
+On PostgreSQL the claims and outcomes run without the box's write lock
+(``Database.queue_session``), so workers never queue behind web writes or each other: a claim
+locks the row it takes with ``FOR UPDATE SKIP LOCKED`` (a second claimer skips it and takes the
+next), and every outcome is one conditional UPDATE on the claim, which READ COMMITTED
+re-checks against the latest row version.
+
 Waking workers: ``enqueue`` (and anything else that makes a job runnable, through
-``wake_after_commit``) notes the job's lane on the session, and when that transaction commits
-every ``Wakeup`` subscribed to the database hears of it (the in-process JobRunner subscribes on
-start). A rollback wakes nobody. Callers never wake anything by hand.
+``wake_after_commit``) announces the job's lane (vidbox.notify), and when that transaction
+commits every ``Wakeup`` subscribed hears of it: in this process, and on PostgreSQL in every
+process, through NOTIFY. A rollback wakes nobody. Callers never wake anything by hand.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import case, delete, event, or_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, delete, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from vidbox import notify
 from vidbox.db import Database
 from vidbox.jobs import MEDIA_LANE, SMALL_LANE
 from vidbox.jobs.fairness import fair_pick
@@ -89,63 +95,28 @@ def job_payload(job: Job) -> dict[str, Any]:
 
 
 class Wakeup(Protocol):
-    """Told, after a commit, that jobs of ``lanes`` became runnable. Called synchronously in
-    the committing task: do no I/O, only set events (or schedule work)."""
+    """Told, after a commit (here or, on PostgreSQL, in any process), that jobs of ``lanes``
+    became runnable. Called synchronously: do no I/O, only set events (or schedule work)."""
 
     def notify(self, lanes: frozenset[str]) -> None: ...
 
 
-_WAKEUPS: weakref.WeakKeyDictionary[Database, list[Wakeup]] = weakref.WeakKeyDictionary()
-_LANES = "vidbox.jobs.pending_lanes"  # session.info: lanes to announce at the next commit
-_HOOKED = "vidbox.jobs.hooked"  # session.info: the commit/rollback listeners are installed
+def _lanes_callback(wakeup: Wakeup) -> notify.Callback:
+    # One callback object per Wakeup, so unsubscribe finds what subscribe added.
+    callback = _CALLBACKS.get(wakeup)
+    if callback is None:
+        ref = weakref.ref(wakeup)  # the callback must not keep its (weak) key alive
+
+        def callback(lanes: frozenset[str] | None) -> None:
+            target = ref()
+            if target is not None:
+                target.notify(lanes or frozenset(LANES))  # None: a resync, look everywhere
+
+        _CALLBACKS[wakeup] = callback
+    return callback
 
 
-def subscribe(db: Database, wakeup: Wakeup) -> None:
-    """Hear of every job committed through ``db`` (sessions of that Database object)."""
-    subscribers = _WAKEUPS.setdefault(db, [])
-    if wakeup not in subscribers:
-        subscribers.append(wakeup)
-
-
-def unsubscribe(db: Database, wakeup: Wakeup) -> None:
-    subscribers = _WAKEUPS.get(db, [])
-    if wakeup in subscribers:
-        subscribers.remove(wakeup)
-
-
-def wake_after_commit(session: AsyncSession, lane: str) -> None:
-    """Wake the workers of ``lane`` once this session's transaction commits (not at all if it
-    rolls back). Listens to the session once; later transactions of it reuse the listeners.
-
-    This wakes this process only. Other processes sharing the database find the job when
-    they poll; on PostgreSQL they could hear of it at once through the same path: the callers
-    of this function (``enqueue``, ``jobs.admin``) are async and inside the transaction, so
-    they can also issue ``NOTIFY vidbox_jobs, '<lane>'``, which the server delivers at commit
-    and drops on rollback, and each runner LISTENs and calls its own ``wake(lane)``. Not done
-    yet (SQLite has no such channel)."""
-    info = session.info
-    info.setdefault(_LANES, set()).add(lane)
-    if not info.get(_HOOKED):
-        info[_HOOKED] = True
-        event.listen(session.sync_session, "after_commit", _after_commit)
-        event.listen(session.sync_session, "after_rollback", _after_rollback)
-
-
-def _after_commit(session: Session) -> None:
-    lanes = session.info.pop(_LANES, None)
-    db = session.info.get("database")
-    if not lanes or db is None:
-        return
-    for wakeup in list(_WAKEUPS.get(db, ())):
-        # The transaction is committed: a failing subscriber must not turn it into an error.
-        try:
-            wakeup.notify(frozenset(lanes))
-        except Exception:
-            log.exception("waking the job workers failed; they find the job when they poll")
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_LANES, None)
+_CALLBACKS: weakref.WeakKeyDictionary[Wakeup, notify.Callback] = weakref.WeakKeyDictionary()
 
 
 @runtime_checkable
@@ -155,12 +126,37 @@ class VideoJobStopper(Protocol):
     async def stop_video(self, video_id: str, job_ids: list[int]) -> None: ...
 
 
+_STOPPERS: weakref.WeakKeyDictionary[Database, list[VideoJobStopper]] = weakref.WeakKeyDictionary()
+
+
+def subscribe(db: Database, wakeup: Wakeup) -> None:
+    """Hear of every job committed through ``db``, and on PostgreSQL through any process's."""
+    db.bus.subscribe(notify.JOBS, _lanes_callback(wakeup))
+    if isinstance(wakeup, VideoJobStopper):
+        stoppers = _STOPPERS.setdefault(db, [])
+        if wakeup not in stoppers:
+            stoppers.append(wakeup)
+
+
+def unsubscribe(db: Database, wakeup: Wakeup) -> None:
+    db.bus.unsubscribe(notify.JOBS, _lanes_callback(wakeup))
+    stoppers = _STOPPERS.get(db, [])
+    if isinstance(wakeup, VideoJobStopper) and wakeup in stoppers:
+        stoppers.remove(wakeup)
+
+
+def wake_after_commit(session: AsyncSession, lane: str) -> None:
+    """Wake the workers of ``lane`` once this session's transaction commits (not at all if it
+    rolls back): this process's at once, on PostgreSQL every process's (vidbox.notify)."""
+    notify.announce(session, notify.JOBS, lane)
+
+
 async def stop_video_jobs(db: Database, video_id: str, job_ids: list[int]) -> None:
     """After the commit that removed a video's jobs (``cancel_video_jobs``): stop the handlers
-    this process runs for them now. Other processes notice at their next lease renewal."""
-    for subscriber in list(_WAKEUPS.get(db, ())):
-        if isinstance(subscriber, VideoJobStopper):
-            await subscriber.stop_video(video_id, job_ids)
+    this process runs for them now. Other processes hear of it through the VIDEO_DELETED
+    announcement that commit made (or notice at their next lease renewal)."""
+    for stopper in list(_STOPPERS.get(db, ())):
+        await stopper.stop_video(video_id, job_ids)
 
 
 # -- enqueue --------------------------------------------------------------------------------
@@ -238,13 +234,20 @@ def _owned(job: Job, worker: str) -> Any:
 
 async def reclaim_expired(session: AsyncSession, now: datetime) -> int:
     """Make jobs whose lease ran out (their process died or hung) runnable again. The attempt
-    they were on stays counted, so a job that kills its process every time ends up dead."""
-    result = await session.exec(
-        update(Job)
+    they were on stays counted, so a job that kills its process every time ends up dead.
+    Rows another claimer is reclaiming right now are skipped, not waited for (two claimers
+    updating the same rows in different orders could deadlock)."""
+    expired = (
+        select(Job.id)
         .where(
             col(Job.state) == JobState.RUNNING,
             or_(col(Job.lease_until).is_(None), col(Job.lease_until) < now),
         )
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.exec(
+        update(Job)
+        .where(col(Job.id).in_(expired), col(Job.state) == JobState.RUNNING)
         .values(
             state=JobState.QUEUED,
             lease_until=None,
@@ -274,7 +277,7 @@ async def claim_next(
     kinds = list(kinds)
     if not kinds:
         return None
-    async with db.session() as session:
+    async with db.queue_session() as session:
         await reclaim_expired(session, now)
         runnable = (
             (col(Job.state) == JobState.QUEUED)
@@ -287,7 +290,11 @@ async def claim_next(
         else:
             job = (
                 await session.exec(
-                    select(Job).where(runnable).order_by(col(Job.run_at), col(Job.id)).limit(1)
+                    select(Job)
+                    .where(runnable)
+                    .order_by(col(Job.run_at), col(Job.id))
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
                 )
             ).first()
         if job is None:
@@ -304,7 +311,7 @@ async def claim_next(
 
 
 async def _update_owned(db: Database, job: Job, owner: str, /, **values: Any) -> bool:
-    async with db.session() as session:
+    async with db.queue_session() as session:
         result = await session.exec(update(Job).where(_owned(job, owner)).values(**values))
         return bool(result.rowcount)
 
@@ -437,6 +444,32 @@ async def requeue(db: Database, job: Job, *, worker: str, now: datetime | None =
     )
 
 
+async def next_due(
+    db: Database, *, lane: str, kinds: Iterable[str], now: datetime | None = None
+) -> datetime | None:
+    """When this lane next needs looking at without being told: the earliest future run_at
+    of its queued jobs (a retry's backoff) or lease end of a running one (a dead worker's)."""
+    now = now or utcnow()
+    async with db.read() as session:
+        queued = (
+            await session.exec(
+                select(func.min(col(Job.run_at))).where(
+                    col(Job.state) == JobState.QUEUED,
+                    col(Job.lane) == lane,
+                    col(Job.kind).in_(list(kinds)),
+                    col(Job.run_at) > now,
+                )
+            )
+        ).one()
+        lease = (
+            await session.exec(
+                select(func.min(col(Job.lease_until))).where(col(Job.state) == JobState.RUNNING)
+            )
+        ).one()
+    moments = [m for m in (queued, lease) if m is not None]
+    return min(moments) if moments else None
+
+
 async def work_pending(db: Database, kinds: Iterable[str], *, now: datetime | None = None) -> bool:
     """Is a job of ``kinds`` runnable now, or is any job running (anywhere)?"""
     now = now or utcnow()
@@ -473,4 +506,5 @@ async def cancel_video_jobs(session: AsyncSession, video_id: str) -> list[int]:
     await session.exec(
         delete(Job).where(col(Job.video_id) == video_id, col(Job.state).in_(LIVE_STATES))
     )
+    notify.announce(session, notify.VIDEO_DELETED, video_id)
     return [job_id for job_id in running if job_id is not None]

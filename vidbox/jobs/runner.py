@@ -6,9 +6,12 @@ third of the lease while it runs, stops it when it overruns its kind's timeout, 
 outcome. All state that matters is in the database: a second process sharing it behaves the
 same, and a process killed mid-job loses nothing: the next start of this data dir takes its
 jobs back at once (vidbox.jobs.leftovers), any other process when their lease expires.
-Wake-ups after an enqueue are only a shortcut past the polling interval: the runner subscribes
-to its database (queue.subscribe), and every commit that enqueued a job wakes the workers of
-that job's lane (queue.wake_after_commit).
+Every commit that enqueued a job wakes the workers of that job's lane (queue.subscribe,
+queue.wake_after_commit): in this process, and on PostgreSQL in every process (LISTEN/NOTIFY,
+vidbox.notify). While those announcements reach us, an idle worker sleeps until the next
+moment the table itself says to look (a retry's backoff, a lease's end; at most
+LISTENING_POLL_SECONDS); otherwise (SQLite shared by several processes, or the listening
+connection down) it polls every ``poll_seconds``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from vidbox.jobs import MEDIA_LANE, SMALL_LANE, Handler, JobContext, job_handler
@@ -45,6 +48,7 @@ from vidbox.jobs.queue import (
     claim_next,
     enqueue,
     job_payload,
+    next_due,
     renew_lease,
     requeue,
     subscribe,
@@ -53,6 +57,7 @@ from vidbox.jobs.queue import (
 )
 from vidbox.logs import log_fields
 from vidbox.models import Job, JobState, utcnow
+from vidbox.notify import VIDEO_DELETED
 
 if TYPE_CHECKING:
     from vidbox.services import Services
@@ -68,6 +73,9 @@ DEFAULT_TIMEOUT_SECONDS = 3600.0
 # its worker gives up waiting on it.
 UNWIND_SECONDS = 30.0
 STOP_EXTRA_SECONDS = 5.0
+# An idle worker that hears every enqueue still looks this often on its own (a missed
+# notification, a clock step).
+LISTENING_POLL_SECONDS = 30.0
 # A retry downloads the original from storage before anything else: gigabytes from S3.
 SOURCE_SECONDS = 3600.0
 
@@ -122,6 +130,7 @@ class JobRunner:
         # is never lost to a sibling that cleared a shared event first.
         self._wakeups: dict[asyncio.Event, str] = {}
         self._activity = asyncio.Event()
+        self._stopping_tasks: set[asyncio.Task[None]] = set()
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -136,10 +145,25 @@ class JobRunner:
         self._bind_loop()
         self._group = WorkerGroup()
         subscribe(self.services.db, self)
+        self.services.db.bus.subscribe(VIDEO_DELETED, self._video_deleted)
         await self._recover()
         await self._enqueue_startup_jobs()
         self._spawn(self._group)
         log.info("job runner started", extra=log_fields(worker=self.name, **self.concurrency))
+
+    def _video_deleted(self, video_ids: frozenset[str] | None) -> None:
+        """notify.VIDEO_DELETED from any process: stop what we run for those videos now,
+        rather than at the next lease renewal."""
+        if not video_ids or self._loop is None:
+            return
+        running = {r.job.video_id for r in self._running.values() if r.job.video_id}
+        for video_id in running & video_ids:
+            self._loop.call_soon_threadsafe(self._stop_later, video_id)
+
+    def _stop_later(self, video_id: str) -> None:
+        task = asyncio.create_task(self.stop_video(video_id, []))
+        self._stopping_tasks.add(task)
+        task.add_done_callback(self._stopping_tasks.discard)
 
     def notify(self, lanes: frozenset[str]) -> None:
         """queue.Wakeup: jobs of ``lanes`` were committed. Safe from any thread."""
@@ -173,6 +197,7 @@ class JobRunner:
         if group is None:
             return
         unsubscribe(self.services.db, self)
+        self.services.db.bus.unsubscribe(VIDEO_DELETED, self._video_deleted)
         group.stopping = True
         self.wake()
         for running in list(self._running.values()):
@@ -308,7 +333,7 @@ class JobRunner:
                 if job is None:
                     if not group.stopping:
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wakeup.wait(), self.poll_seconds)
+                            await asyncio.wait_for(wakeup.wait(), await self._idle_seconds(lane))
                     continue
                 self.wake(lane)  # there may be more: idle siblings should look too
                 try:
@@ -326,6 +351,23 @@ class JobRunner:
                     self.wake()  # the handler may have enqueued follow-up jobs
         finally:
             self._wakeups.pop(wakeup, None)
+
+    async def _idle_seconds(self, lane: str) -> float:
+        """How long an idle worker sleeps unless woken (see the module docstring)."""
+        if not self.services.db.bus.listening:
+            return self.poll_seconds
+        longest = max(self.poll_seconds, LISTENING_POLL_SECONDS)
+        try:
+            now = self.clock()
+            due = await next_due(self.services.db, lane=lane, kinds=self.handlers, now=now)
+        except Exception:
+            log.warning("could not read when the next job is due", exc_info=True)
+            return self.poll_seconds
+        if due is None:
+            return longest
+        if due.tzinfo is None:
+            due = due.replace(tzinfo=UTC)
+        return min(longest, max(0.05, (due - now).total_seconds() + 0.05))
 
     async def _claim(self, lane: str, worker: str) -> Job | None:
         try:
