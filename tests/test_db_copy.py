@@ -235,28 +235,44 @@ def _target_rows(url: str) -> int:
         return 0
 
 
+def _interrupt(box: Settings, url: str, sig: signal.Signals, after: int) -> tuple[int, str]:
+    """Start a copy, send it ``sig`` once the target holds more than ``after`` counters;
+    (exit code, stderr)."""
+    env = clean_env(VIDBOX_DATA_DIR=str(box.data_dir), VIDBOX_DATABASE__URL="")
+    run = subprocess.Popen(
+        [*VIDBOX, "db", "copy", "--to", url],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: _target_rows(url) > after, timeout=60, what="the copy to go on")
+        run.send_signal(sig)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+    return run.returncode, stderr
+
+
 @only_postgres
-def test_a_copy_killed_midway_is_finished_by_running_it_again(
+def test_a_copy_interrupted_or_killed_midway_is_finished_by_running_it_again(
     sqlite_box: Settings, target: str
 ) -> None:
     add_user(sqlite_box, "ann@example.org")
     _fill_rate_limits(sqlite_box)
     source = row_counts(sqlite_box)
-    env = clean_env(VIDBOX_DATA_DIR=str(sqlite_box.data_dir), VIDBOX_DATABASE__URL="")
-    run = subprocess.Popen(
-        [*VIDBOX, "db", "copy", "--to", target],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    code, stderr = _interrupt(sqlite_box, target, signal.SIGINT, 0)
+    assert code == 1
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: interrupted; run the same command again to copy the rest"
     )
-    try:
-        wait_until(lambda: _target_rows(target) > 0, timeout=60, what="the copy to start")
-        run.send_signal(signal.SIGKILL)
-    finally:
-        run.kill()
-        run.wait(timeout=30)
+    stopped = _target_rows(target)
+    code, _ = _interrupt(sqlite_box, target, signal.SIGKILL, stopped)
+    assert code == -signal.SIGKILL
     partial = row_counts(sqlite_box, target)
-    assert 0 < partial["rate_limits"] < ROWS, partial
+    assert stopped < partial["rate_limits"] < ROWS, partial
 
     again = copy(sqlite_box, target)
     assert again.returncode == 0, again.stdout + again.stderr
