@@ -268,6 +268,14 @@ class ProcessingSettings:
         min=1,
         max=1000,
     )
+    lease_seconds: int = option(
+        60,
+        "A running job is claimed for this long and renewed every third of it; when a worker "
+        "dies (its host lost power, kill -9), another worker takes its jobs once the claim "
+        "runs out. Shorter retakes sooner, at the cost of more database writes.",
+        min=5,
+        max=3600,
+    )
     max_pixels: int = option(
         7680 * 4320,
         "Videos with more pixels per frame than this are refused (default: 7680x4320, 8K).",

@@ -87,7 +87,7 @@ class JobRunner:
         handlers: Mapping[str, Handler],
         *,
         concurrency: Mapping[str, int] | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float | None = None,
         poll_seconds: float = 1.0,
         timeout_seconds: Mapping[str, float] | None = None,
         default_timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
@@ -107,7 +107,7 @@ class JobRunner:
             SMALL_LANE: DEFAULT_SMALL_CONCURRENCY,
             **(concurrency or {}),
         }
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = float(lease_seconds or settings.processing.lease_seconds)
         self.poll_seconds = poll_seconds
         self.timeout_seconds = {
             # Until the handler knows the video's duration (vidbox.jobs.process_video sets
