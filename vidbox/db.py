@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -232,6 +233,48 @@ async def postgres_schema_status(url: str) -> tuple[str | None, str]:
     return current, head_revision()
 
 
+# Tasks inside a database session, how deep, and those whose cancellation waits for the
+# outermost one to end (see ``cancel_outside_sessions``).
+_session_depth: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = weakref.WeakKeyDictionary()
+_cancel_on_exit: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+def cancel_outside_sessions(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task``, but not in the middle of a database session: then at the session's end.
+
+    The drivers run each statement on a thread of their own, which a cancellation does not
+    stop. One landing in a session's commit, or in the rollback that resets its connection on
+    the way back to the pool, left the connection half-done: SQLAlchemy logged a traceback and
+    dropped it, and on SQLite a write transaction could stay open, holding the file's write
+    lock for the busy timeout (tests/test_db.py sweeps cancellations over a session to show
+    it). Sessions are short; the job runner stops its handlers with this."""
+    if _session_depth.get(task, 0):
+        _cancel_on_exit.add(task)
+    else:
+        task.cancel()
+
+
+@asynccontextmanager
+async def _whole(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that ``cancel_outside_sessions`` does not cut short."""
+    task = asyncio.current_task()
+    depth = _session_depth.get(task, 0) if task is not None else 0
+    if task is not None:
+        _session_depth[task] = depth + 1
+    try:
+        async with sessions() as session:
+            yield session
+    finally:
+        if task is not None:
+            if depth:
+                _session_depth[task] = depth
+            else:
+                del _session_depth[task]
+                if task in _cancel_on_exit:
+                    _cancel_on_exit.discard(task)
+                    task.cancel()
+
+
 class Database:
     def __init__(self, path: Path, url: str = "") -> None:
         """SQLite at ``path``, or PostgreSQL at ``url`` when one is given (``path`` then only
@@ -308,7 +351,7 @@ class Database:
         self, sessions: async_sessionmaker[AsyncSession]
     ) -> AsyncIterator[AsyncSession]:
         try:
-            async with sessions() as session, session.begin():
+            async with _whole(sessions) as session, session.begin():
                 yield session
         except sa.exc.DBAPIError as exc:
             if not is_disk_full(exc):
@@ -331,7 +374,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session:
+        async with _whole(self._read_sessions) as session:
             yield session
 
     async def check_writable(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from vidbox.db import cancel_outside_sessions
 from vidbox.jobs import JobContext, JobHandler, PermanentJobError, WaitingForDisk
 from vidbox.jobs.queue import (
     DISK_WAIT_SECONDS,
@@ -57,7 +58,7 @@ class RunningJob:
     def stop(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
-        self.task.cancel()
+        cancel_outside_sessions(self.task)
 
 
 def describe_error(exc: BaseException) -> str:
