@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import DATABASES, Databases, drop_all, drop_for, settings_for
+from tests.postgres import DATABASES, Databases, drop_all, drop_for, moto_server, settings_for
 from tests.support import LiveServer, small_filesystem, start_server
 from vidbox.config import Settings
 
@@ -60,17 +60,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """host:port of an S3 server on loopback (moto speaks S3 but checks no signatures)."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.support import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
+def moto_endpoint() -> str:
+    """host:port of an S3 server on loopback (moto speaks S3 but checks no signatures); the
+    run's one, which S3 runs of the suite also put every box on."""
+    return moto_server()
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""The suite on PostgreSQL: with VIDBOX_TEST_POSTGRES set (``./scripts/test --postgres`` sets
-it), every test's box gets a database of its own, copied from a template migrated once per
-run (CREATE DATABASE ... TEMPLATE copies files, faster than migrating each time)."""
+"""The suite on PostgreSQL and on S3: with VIDBOX_TEST_POSTGRES set (``./scripts/test
+--postgres`` sets it), every test's box gets a database of its own, copied from a template
+migrated once per run (CREATE DATABASE ... TEMPLATE copies files, faster than migrating each
+time); with VIDBOX_TEST_STORAGE=s3 (``--s3``) a bucket of its own on one moto S3 server
+started for the run, unless the test chose its storage itself."""
 
 from __future__ import annotations
 
@@ -21,11 +23,15 @@ from vidbox.config import Settings, load_settings
 from vidbox.db import async_url, migrate_postgres
 
 SERVER = os.environ.get("VIDBOX_TEST_POSTGRES", "")
+ON_S3 = os.environ.get("VIDBOX_TEST_STORAGE", "local") == "s3"
 
 only_sqlite = pytest.mark.skipif(
     bool(SERVER), reason="checks the SQLite file itself; PostgreSQL keeps no file here"
 )
 only_postgres = pytest.mark.skipif(not SERVER, reason="needs VIDBOX_TEST_POSTGRES")
+only_local_storage = pytest.mark.skipif(
+    ON_S3, reason="looks at media files on the local disk; the suite runs on S3"
+)
 
 
 def _dsn(url: str) -> str:
@@ -100,6 +106,42 @@ def database_env(data_dir: Path) -> dict[str, str]:
     return {"VIDBOX_DATABASE__URL": _by_data_dir[key], "VIDBOX_SERVER__SECRET_KEY": TEST_SECRET_KEY}
 
 
+_buckets: dict[Path, str] = {}
+_moto: list[Any] = []  # the run's moto server, started by the first box that needs it
+
+
+def moto_server() -> str:
+    """host:port of the run's S3 server on loopback (moto speaks S3, checks no signatures)."""
+    if not _moto:
+        from moto.server import ThreadedMotoServer
+
+        from tests.support import free_port
+
+        port = free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        _moto.append((server, f"127.0.0.1:{port}"))
+    return str(_moto[0][1])
+
+
+def storage_env(data_dir: Path, given: Mapping[str, str]) -> dict[str, str]:
+    """On S3 runs, the settings that give the box at ``data_dir`` a bucket of its own, unless
+    ``given`` (what the test set) already picks a storage."""
+    if not ON_S3 or any(name.startswith("VIDBOX_STORAGE__") for name in given):
+        return {}
+    from tests.support import s3_environ
+
+    key = Path(data_dir).resolve()
+    if key not in _buckets:
+        _buckets[key] = f"vidbox-suite-{uuid.uuid4().hex[:12]}"
+    return s3_environ(moto_server(), _buckets[key])
+
+
+def box_env(data_dir: Path, given: Mapping[str, str]) -> dict[str, str]:
+    """What a box at ``data_dir`` gets from the run: its database and its storage."""
+    return {**database_env(data_dir), **storage_env(data_dir, given)}
+
+
 def settings_for(
     *, data_dir: Path | str | None = None, environ: Mapping[str, str], **kwargs: Any
 ) -> Settings:
@@ -107,7 +149,7 @@ def settings_for(
     env = dict(environ)
     folder = data_dir or env.get("VIDBOX_DATA_DIR")
     if folder is not None and "VIDBOX_DATABASE__URL" not in env:
-        env = {**database_env(Path(folder)), **env}  # what the test gave wins
+        env = {**box_env(Path(folder), env), **env}  # what the test gave wins
     return load_settings(data_dir=data_dir, environ=env, **kwargs)
 
 
@@ -119,6 +161,8 @@ def drop_for(data_dir: Path) -> None:
 
 
 def drop_all() -> None:
+    for server, _endpoint in _moto:
+        server.stop()
     if DATABASES is None:
         return
     for url in _by_data_dir.values():

@@ -202,12 +202,13 @@ VIDBOX = [sys.executable, "-m", "vidbox"]
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without VIDBOX_ settings, plus ``extra``; a box given by
-    VIDBOX_DATA_DIR gets its database (on PostgreSQL runs, see tests.postgres)."""
-    from tests.postgres import database_env
+    VIDBOX_DATA_DIR gets its database and storage (on PostgreSQL and S3 runs, see
+    tests.postgres)."""
+    from tests.postgres import box_env
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIDBOX_")}
     if "VIDBOX_DATA_DIR" in extra and "VIDBOX_DATABASE__URL" not in extra:
-        env |= database_env(Path(extra["VIDBOX_DATA_DIR"]))
+        env |= box_env(Path(extra["VIDBOX_DATA_DIR"]), extra)
     return {**env, **extra}
 
 

@@ -95,7 +95,8 @@ def test_set_password_revokes_api_tokens_too(tmp_path: Path) -> None:
 
 
 def test_storage_migrate_to_s3_is_resumable(tmp_path: Path, moto_endpoint: str) -> None:
-    env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "data"))
+    # The box is on local storage, whatever storage the suite runs on: it moves from there.
+    env = clean_env(VIDBOX_DATA_DIR=str(tmp_path / "data"), VIDBOX_STORAGE__BACKEND="local")
     media = tmp_path / "data" / "media" / "videos" / "u1" / "v1"
     media.mkdir(parents=True)
     (media / "original.mp4").write_bytes(b"x" * 1000)

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlmodel import select
 
 from tests.jobs.helpers import add_user, add_video, all_jobs, run, set_job, video_exists
+from tests.postgres import only_local_storage
 from tests.storage.conftest import s3_environ
 from vidbox.auth.ratelimit import RateLimiter
 from vidbox.config import Settings
@@ -51,6 +52,7 @@ async def upload_ids(services: Services) -> set[str]:
         return {upload.id for upload in (await session.exec(select(Upload))).all()}
 
 
+@only_local_storage
 def test_cleanup_removes_what_nobody_owns_and_leaves_live_things_alone(settings: Settings) -> None:
     hour, day = timedelta(hours=1), timedelta(days=1)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.jobs.helpers import get_job, run, set_job
-from tests.postgres import run_sql
+from tests.postgres import only_local_storage, run_sql
 from tests.support import (
     add_user,
     api_login,
@@ -48,6 +48,7 @@ def job_attempts(settings: Settings) -> int:
     return int(attempts)
 
 
+@only_local_storage
 def test_processing_waits_for_disk_space(settings: Settings, full_media: Path, clip: Path) -> None:
     add_user(settings, "full@example.org")
     live = start_server(settings)

@@ -26,6 +26,7 @@ import pytest
 from sqlmodel import select
 
 import vidbox.jobs.process_video as pipeline_module
+from tests.postgres import only_local_storage
 from vidbox.config import Settings
 from vidbox.jobs import JobContext, PermanentJobError
 from vidbox.jobs.outputs import ProgressWriter
@@ -477,6 +478,7 @@ def test_an_upload_cut_short_by_a_power_cut_fails_with_a_sentence(
     run(scenario)
 
 
+@only_local_storage  # breaks the media folder to make every write fail
 def test_transient_failures_are_retried_then_reported(
     make_settings: Callable[..., Settings], clips: dict[str, Path]
 ) -> None:
