@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +145,25 @@ def prepare_data_dir(root: Path, name: str) -> Path:
     return data_dir
 
 
-def throughput(server: str, clips: list[Path], workers: int, root: Path) -> float:
-    """Seconds from the first upload to the last video READY with ``workers`` workers."""
+def cpu_with_children(pid: int) -> float:
+    """CPU seconds of a process and of its children it has waited for (its FFmpeg runs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted after the name.
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    seconds: float  # first upload to last READY
+    cpu: float  # of the worker processes and their FFmpeg runs, meanwhile
+    jobs: list[int]  # process_video jobs each worker ran
+
+
+def throughput(server: str, clips: list[Path], workers: int, root: Path) -> Run:
+    """The clips uploaded to one web process and processed by ``workers`` workers."""
     url = create_database(server)
     procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
     web: VidboxServer | None = None
     try:
         env = clean_env(
@@ -161,9 +177,13 @@ def throughput(server: str, clips: list[Path], workers: int, root: Path) -> floa
         web_dir = prepare_data_dir(root, "web")
         create_user(web_dir, env)
         web = VidboxServer(web_dir, {**env, "VIDBOX_SERVER__ROLE": "web"}).start()
-        procs = [start_worker(root, f"worker-{n}", env)[0] for n in range(workers)]
+        for n in range(workers):
+            proc, log_path = start_worker(root, f"worker-{n}", env)
+            procs.append(proc)
+            logs.append(log_path)
         with httpx.Client(base_url=web.url, timeout=120) as client:
             auth = api_login(client)
+            cpu = sum(cpu_with_children(p.pid) for p in procs)
             started = time.monotonic()
             for clip in clips:
                 with clip.open("rb") as fh:
@@ -181,7 +201,10 @@ def throughput(server: str, clips: list[Path], workers: int, root: Path) -> floa
                 )
 
             wait_until(all_ready, timeout=60 * len(clips), what="every video READY")
-            return time.monotonic() - started
+            took = time.monotonic() - started
+            cpu = sum(cpu_with_children(p.pid) for p in procs) - cpu
+        jobs = [log.read_text().count('msg="job started" kind=process_video') for log in logs]
+        return Run(took, cpu, jobs)
     finally:
         for proc in procs:
             stop_process(proc)
@@ -304,10 +327,14 @@ def main() -> int:
         print(f"\n1. throughput: {len(clips)} clips, {args.size}, {args.seconds} s, {mb:.1f} MB")
         seconds = {}
         for workers in (1, 2):
-            seconds[workers] = throughput(args.postgres, clips, workers, root / f"w{workers}")
-            per_min = len(clips) * 60 / seconds[workers]
-            took = seconds[workers]
-            print(f"   {workers} worker process(es): {took:.1f} s, {per_min:.1f} clips/min")
+            run = throughput(args.postgres, clips, workers, root / f"w{workers}")
+            seconds[workers] = run.seconds
+            per_min = len(clips) * 60 / run.seconds
+            print(
+                f"   {workers} worker process(es): {run.seconds:.1f} s, {per_min:.1f} clips/min; "
+                f"workers and FFmpeg used {run.cpu:.1f} CPU s ({run.cpu / run.seconds:.2f} "
+                f"cores); jobs per worker {run.jobs}"
+            )
         print(f"   2 workers / 1 worker: {ratio(seconds[1], seconds[2])} the clips per minute")
 
         print(f"\n2. wake-up latency, enqueue -> claim, {args.samples} jobs (ms: p50 / p95 / max)")
