@@ -61,6 +61,7 @@ from vidbox.services import open_services
 
 KEY = "bench-scale-secret-key-0123456789abcdef"
 NOOP = "bench_noop"
+POLL_SECONDS = 1.0  # JobRunner's default: how often a worker that hears nothing looks
 
 
 # --- databases -------------------------------------------------------------------------
@@ -225,6 +226,7 @@ def _runner(services: Any) -> JobRunner:
         services,
         {NOOP: _noop},
         concurrency={MEDIA_LANE: 0, SMALL_LANE: 1},
+        poll_seconds=POLL_SECONDS,
         startup_jobs=(),
     )
 
@@ -255,8 +257,9 @@ async def _latencies(settings: Any, samples: int, *, in_process: bool) -> list[f
             await runner.start()
         try:
             for _ in range(samples):
-                # A random moment, so a polling worker is caught anywhere in its cycle.
-                await asyncio.sleep(rng.uniform(0.05, 0.3))
+                # A moment anywhere in a polling worker's cycle (it polls POLL_SECONDS after
+                # its last look, which came right after the previous claim).
+                await asyncio.sleep(rng.uniform(0.0, POLL_SECONDS) + 0.01)
                 async with services.db.session() as session:
                     job = await enqueue(session, NOOP, {})
                     job_id = job.id
