@@ -135,14 +135,10 @@ def start_worker(
 
 
 def prepare_data_dir(root: Path, name: str) -> Path:
-    """A process's own data folder whose upload spool is the box's one spool folder (as a
-    shared mount would be across hosts), so a worker finds what a web process received."""
+    """A process's own data folder: nothing on disk is shared but the media folder (the
+    store), where the web process puts each original before queueing its job."""
     data_dir = root / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    spool = root / "spool"
-    spool.mkdir(exist_ok=True)
-    if not (data_dir / "spool").exists():
-        (data_dir / "spool").symlink_to(spool)
     return data_dir
 
 

@@ -1,7 +1,7 @@
 """One box as four real processes: two `vidbox serve --role web` and two `--role worker`, each
 with a data folder of its own, on one PostgreSQL database, one S3 store (moto), one secret key
-and one upload spool shared by the web processes, as on separate hosts behind a load balancer.
-Nothing but the database and the store connects them."""
+and one upload spool for the web processes (uploads.spool_dir), as on separate hosts behind a
+load balancer. Nothing else connects them: a worker finds an upload's original in the store."""
 
 from __future__ import annotations
 
@@ -81,16 +81,15 @@ def box(
     def start(name: str, role: str, **extra: str) -> Serve:
         data_dir = root / name
         data_dir.mkdir()
-        # Fallback until uploads.spool_dir exists: the web processes' spool is one folder
-        # (as an NFS mount would be), and so is the workers', which is where they find the
-        # uploaded source.
-        (data_dir / "spool").symlink_to(spool)
         env = clean_env(
             **shared, **extra, VIDBOX_DATA_DIR=str(data_dir), TEST_LOG=str(root / f"{name}.log")
         )
         return Serve("--role", role, env=env)
 
-    processes = [start("web-a", "web"), start("web-b", "web")]
+    # The web processes share one spool folder (as an NFS mount would be); the workers have
+    # none of it: they find each upload's original in the store.
+    web = {"VIDBOX_UPLOADS__SPOOL_DIR": str(spool)}
+    processes = [start("web-a", "web", **web), start("web-b", "web", **web)]
     try:
         # A dead worker's jobs are retaken once their lease runs out: 5 s, not 60, here.
         processes += [
