@@ -8,7 +8,10 @@ responses); vidbox itself reads no YAML."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +135,25 @@ def test_every_process_of_the_example_loads_and_they_agree(
     proxy_address = compose["services"]["proxy"]["networks"]["default"]["ipv4_address"]
     for settings in web:
         assert settings.server.trusted_proxies == [proxy_address]
+
+
+def test_the_caddyfile_is_one_caddy_reads() -> None:
+    """Caddy's own parser, where Caddy is installed (Debian's `caddy`); `adapt` only turns
+    the file into Caddy's JSON config: nothing listens, no certificate is asked for."""
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed (apt-get install caddy)")
+    adapted = subprocess.run(
+        [caddy, "adapt", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert adapted.returncode == 0, adapted.stderr
+    assert "warn" not in adapted.stderr.lower(), adapted.stderr
+    proxy = json.loads(adapted.stdout)["apps"]["http"]["servers"]["srv0"]["routes"][0]
+    handler = proxy["handle"][0]["routes"][0]["handle"][0]
+    assert handler["handler"] == "reverse_proxy"
+    assert [u["dial"] for u in handler["upstreams"]] == ["web-1:8080", "web-2:8080"]
+    assert handler["health_checks"]["active"]["uri"] == "/healthz"
