@@ -13,7 +13,8 @@ when done. A process that dies leaves its lease behind. Another host waits for i
 on the holder's own host a restarted server need not wait: every process holds an ``flock`` on
 ``<spool>/.live/<process>.lock`` while it lives (the kernel drops it however the process dies),
 so a free lock, or none, means the holder is dead and its lease can be taken over at once.
-Clocks of the hosts should agree to a few seconds (NTP): the lease is compared across them.
+Clocks of the hosts should agree to a few seconds (NTP): the lease is compared across them;
+and hosts sharing a spool need distinct host names, which tell this host's processes apart.
 """
 
 from __future__ import annotations
