@@ -91,6 +91,9 @@ def test_the_example_runs_two_web_processes_and_two_workers_on_postgres_and_mini
     for service in _vidbox_services(compose).values():
         # The role in the settings too, so that `vidbox check` in the container sees it.
         assert service["environment"].get("VIDBOX_SERVER__ROLE", "-") == _role(service)
+    # Processes on one spool and one queue tell each other apart by host name and pid.
+    serving = [s for s in _vidbox_services(compose).values() if _role(s) != "-"]
+    assert len({s["hostname"] for s in serving}) == len(serving)
     caddyfile = (DEPLOY / "Caddyfile").read_text()
     for name, service in _vidbox_services(compose).items():
         # The proxy sends to every web process and to nothing else.
