@@ -32,6 +32,7 @@ from vidbox.uploads import (
     NotAVideo,
     TooLarge,
     UploadComplete,
+    UploadNotFound,
     check_declared,
     check_upload,
 )
@@ -173,14 +174,20 @@ async def upload_state(services: Services, user: User, upload_id: str) -> Upload
 async def _complete_unfinished(services: Services, user: User, upload: Upload) -> bool:
     """Under the upload's lease: complete it if every byte is in and nobody completed it
     yet; returns whether it is complete now."""
+    try:
+        offset: int | None = await asyncio.to_thread(services.spool.offset, upload.id)
+    except UploadNotFound:
+        offset = None  # completed meanwhile and its spool copy gone, or deleted: the row says
+    if offset is not None and offset < upload.length:
+        return False  # the common case, seen without a database round trip
     async with services.db.read() as session:
         row = await session.get(Upload, upload.id)
     if row is None:
         raise NotFound("No such upload.")
     if row.completed_at is not None:
         return True
-    if await asyncio.to_thread(services.spool.offset, upload.id) < upload.length:
-        return False
+    if offset is None:
+        raise NotFound("No such upload.")
     log.info("completing an upload left unfinished", extra=log_fields(upload_id=upload.id))
     container = await _check_content(services, user, upload)
     await complete_tus(services, upload, container)
