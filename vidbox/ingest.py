@@ -162,7 +162,9 @@ async def upload_state(services: Services, user: User, upload_id: str) -> Upload
             return UploadState(
                 upload.id, upload.video_id, upload.length, offset, upload.expires_at, False
             )
-        async with writing(services.db, services.mark, upload.id, wait=COMPLETION_WAIT_SECONDS):
+        async with writing(
+            services.db, services.mark, services.spool, upload.id, wait=COMPLETION_WAIT_SECONDS
+        ):
             await _complete_unfinished(services, user, upload)
     elif upload.expires_at <= utcnow():
         raise NotFound("No such upload.")
@@ -220,7 +222,7 @@ async def append(
         raise UploadComplete(upload.length)
     if content_length is not None and offset + content_length > upload.length:
         raise TooLarge(f"This part would go past the declared length of {upload.length} bytes.")
-    async with writing(services.db, services.mark, upload.id):
+    async with writing(services.db, services.mark, services.spool, upload.id):
         if await _complete_unfinished(services, user, upload):
             # Every byte was in already (the last PATCH's process died completing it).
             raise UploadComplete(upload.length)
@@ -255,7 +257,7 @@ async def terminate(services: Services, user: User, upload_id: str) -> None:
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
         raise Conflict("This upload is complete; delete the video instead.")
-    async with writing(services.db, services.mark, upload.id):
+    async with writing(services.db, services.mark, services.spool, upload.id):
         await _forget(services, upload)
 
 
