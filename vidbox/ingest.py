@@ -32,6 +32,7 @@ from vidbox.uploads import (
     NotAVideo,
     TooLarge,
     UploadComplete,
+    UploadNotFound,
     check_declared,
     check_upload,
 )
@@ -161,7 +162,9 @@ async def upload_state(services: Services, user: User, upload_id: str) -> Upload
             return UploadState(
                 upload.id, upload.video_id, upload.length, offset, upload.expires_at, False
             )
-        async with writing(services.db, services.mark, upload.id, wait=COMPLETION_WAIT_SECONDS):
+        async with writing(
+            services.db, services.mark, services.spool, upload.id, wait=COMPLETION_WAIT_SECONDS
+        ):
             await _complete_unfinished(services, user, upload)
     elif upload.expires_at <= utcnow():
         raise NotFound("No such upload.")
@@ -173,14 +176,20 @@ async def upload_state(services: Services, user: User, upload_id: str) -> Upload
 async def _complete_unfinished(services: Services, user: User, upload: Upload) -> bool:
     """Under the upload's lease: complete it if every byte is in and nobody completed it
     yet; returns whether it is complete now."""
+    try:
+        offset: int | None = await asyncio.to_thread(services.spool.offset, upload.id)
+    except UploadNotFound:
+        offset = None  # completed meanwhile and its spool copy gone, or deleted: the row says
+    if offset is not None and offset < upload.length:
+        return False  # the common case, seen without a database round trip
     async with services.db.read() as session:
         row = await session.get(Upload, upload.id)
     if row is None:
         raise NotFound("No such upload.")
     if row.completed_at is not None:
         return True
-    if await asyncio.to_thread(services.spool.offset, upload.id) < upload.length:
-        return False
+    if offset is None:
+        raise NotFound("No such upload.")
     log.info("completing an upload left unfinished", extra=log_fields(upload_id=upload.id))
     container = await _check_content(services, user, upload)
     await complete_tus(services, upload, container)
@@ -213,7 +222,7 @@ async def append(
         raise UploadComplete(upload.length)
     if content_length is not None and offset + content_length > upload.length:
         raise TooLarge(f"This part would go past the declared length of {upload.length} bytes.")
-    async with writing(services.db, services.mark, upload.id):
+    async with writing(services.db, services.mark, services.spool, upload.id):
         if await _complete_unfinished(services, user, upload):
             # Every byte was in already (the last PATCH's process died completing it).
             raise UploadComplete(upload.length)
@@ -248,7 +257,7 @@ async def terminate(services: Services, user: User, upload_id: str) -> None:
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
         raise Conflict("This upload is complete; delete the video instead.")
-    async with writing(services.db, services.mark, upload.id):
+    async with writing(services.db, services.mark, services.spool, upload.id):
         await _forget(services, upload)
 
 

@@ -1,36 +1,43 @@
-"""Who may write an upload: a lease on its database row, so that web processes sharing one
-spool folder, on this host or on others, never write the same upload at once.
+"""Who may write an upload: one request at a time, whichever process of the box it
+reaches, also when web processes on several hosts share one spool folder.
 
-Why the database and not a file lock: the spool's ``flock`` serialises writers on one host,
-but over NFS it reaches other clients only when the mount's lock manager works (``nolock`` or
-``local_lock=`` make it host-local, silently), and a crashed client's lock lingers until the
-server notices. Every process of a box already shares the database, and a conditional UPDATE
-is atomic there on SQLite and PostgreSQL alike. The spool's own locks stay as a second guard.
+On PostgreSQL, where processes may run on several hosts, a lease on the upload's database
+row decides. The spool's ``flock`` serialises writers on one host, but over NFS it reaches
+other clients only when the mount's lock manager works (``nolock`` or ``local_lock=`` make it
+host-local, silently), and a crashed client's lock lingers until the server notices; every
+process already shares the database, and a conditional UPDATE is atomic there.
 
 A lease names its holder ``host:pid:process/request`` and runs out ``LEASE_SECONDS`` after its
 last renewal; a holder renews it every ``RENEW_SECONDS`` while its request runs and clears it
 when done. A process that dies leaves its lease behind. Another host waits for it to run out;
-on the holder's own host a restarted server need not wait: every process holds an ``flock`` on
-``<spool>/.live/<process>.lock`` while it lives (the kernel drops it however the process dies),
-so a free lock, or none, means the holder is dead and its lease can be taken over at once.
+on the holder's own host a restarted server need not wait: the holder's life lock
+(``vidbox.uploads.liveness``) tells that it is dead, and its lease is taken over at once.
 Clocks of the hosts should agree to a few seconds (NTP): the lease is compared across them;
 and hosts sharing a spool need distinct host names, which tell this host's processes apart.
+
+On SQLite every process of the box runs on one host (SQLite's own locking does not reach
+across NFS clients either), so an ``flock`` on ``<spool>/.locks/<upload id>``, taken
+afresh by each request, is enough, costs no database write per PATCH, and is dropped by the
+kernel the moment its process dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import or_, update
 from sqlmodel import col
 
 from vidbox.db import Database
 from vidbox.models import Upload, utcnow
-from vidbox.uploads import UploadLocked
+from vidbox.uploads import UploadLocked, UploadSpool
 from vidbox.uploads.liveness import ProcessMark
 
 LEASE_SECONDS = 20.0
@@ -87,29 +94,68 @@ async def release(db: Database, upload_id: str, holder: str) -> None:
         )
 
 
-async def _acquire(
-    db: Database, mark: ProcessMark, upload_id: str, holder: str, wait: float
-) -> None:
+@contextlib.asynccontextmanager
+async def writing(
+    db: Database, mark: ProcessMark, spool: UploadSpool, upload_id: str, *, wait: float = 0.0
+) -> AsyncIterator[None]:
+    """Be the upload's one writer for the block. UploadLocked when another request is
+    (after waiting up to ``wait`` seconds for it to finish, or its lease to run out)."""
+    if db.postgres:
+        async with _leased(db, mark, upload_id, wait):
+            yield
+    else:
+        async with _file_locked(spool.writer_lock_path(upload_id), wait):
+            yield
+
+
+async def _retrying(attempt: Callable[[], Awaitable[bool]], wait: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     pause = 0.05
-    while not await take(db, mark, upload_id, holder):
+    while not await attempt():
         if loop.time() + pause > deadline:
             raise UploadLocked()
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
 
 
+def _try_flock(path: Path) -> int | None:
+    path.parent.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 @contextlib.asynccontextmanager
-async def writing(
-    db: Database, mark: ProcessMark, upload_id: str, *, wait: float = 0.0
+async def _file_locked(path: Path, wait: float) -> AsyncIterator[None]:
+    fd: int | None = None
+
+    async def attempt() -> bool:
+        nonlocal fd
+        fd = _try_flock(path)  # a few microseconds: not worth a thread hop
+        return fd is not None
+
+    await _retrying(attempt, wait)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # also drops the lock
+
+
+@contextlib.asynccontextmanager
+async def _leased(
+    db: Database, mark: ProcessMark, upload_id: str, wait: float
 ) -> AsyncIterator[str]:
-    """Hold the upload's lease for the block; yields the holder name. UploadLocked when
-    another request has it (after waiting up to ``wait`` seconds for it to finish or run
-    out). A lease lost while the block runs (this process stalled past it and another took
-    over) cancels the block, which then raises UploadLocked."""
+    """Hold the upload's lease for the block; yields the holder name. A lease lost while the
+    block runs (this process stalled past it and another took over) cancels the block,
+    which then raises UploadLocked."""
     holder = f"{mark.name}/{uuid.uuid4().hex[:8]}"
-    await _acquire(db, mark, upload_id, holder, wait)
+    await _retrying(lambda: take(db, mark, upload_id, holder), wait)
     task = asyncio.current_task()
     lost = False
 

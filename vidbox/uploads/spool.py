@@ -16,6 +16,8 @@ Layout of ``root`` for an upload id (32 lowercase hex characters):
                   shared between hosts only this host's dead processes are known as such;
                   another host's file goes once it has not changed for ``STALE_RECEIVING``.
 - ``.live/<process>.lock`` held by each process using the spool while it lives (``liveness``).
+- ``.locks/<id>``   locked by the request writing the upload, on a box whose processes all run
+                  on one host (``vidbox.upload_lease``); removed with the upload.
 
 Appends are not fsynced. A killed process loses nothing (written bytes are in the page
 cache), and after a power cut the journaling file systems vidbox runs on (ext4's default
@@ -88,6 +90,7 @@ _DISK_FULL_ONE_SHOT = "The server's disk is full; send the video again once spac
 _DISK_FULL_CREATE = "The server's disk is full; no upload can start until space has been freed."
 
 _ID = re.compile(r"[0-9a-f]{32}")
+LOCKS_DIR = ".locks"
 _RECEIVING = re.compile(r"(?P<id>[0-9a-f]{32})(?:\.(?P<owner>[0-9a-f]{8,32}))?\.receiving")
 # A one-shot body that has not grown for this long is dead whoever received it: a body that
 # goes 60 s without a byte is cut off (server.body_idle_seconds), and an hour leaves room for
@@ -192,6 +195,9 @@ class UploadSpool:
             finally:
                 os.close(fd)
         return removed, freed
+
+    def writer_lock_path(self, upload_id: str) -> Path:
+        return self.root / LOCKS_DIR / check_upload_id(upload_id)
 
     def _info_path(self, upload_id: str) -> Path:
         return self.root / f"{check_upload_id(upload_id)}.json"
@@ -328,6 +334,8 @@ class UploadSpool:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed = True
+            with contextlib.suppress(FileNotFoundError):
+                self.writer_lock_path(upload_id).unlink()
         finally:
             if fd is not None:
                 os.close(fd)
