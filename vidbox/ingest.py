@@ -20,11 +20,19 @@ from vidbox.errors import BadRequest, Conflict, NotFound
 from vidbox.logs import log_fields
 from vidbox.models import Upload, User, Video, new_id, utcnow
 from vidbox.services import Services
+from vidbox.upload_completion import (
+    complete_tus,
+    forget_stored,
+    store_upload,
+    stores_before_queueing,
+)
+from vidbox.upload_lease import LEASE_SECONDS, writing
 from vidbox.uploads import (
     HEAD_BYTES,
     NotAVideo,
     TooLarge,
     UploadComplete,
+    UploadNotFound,
     check_declared,
     check_upload,
 )
@@ -135,27 +143,57 @@ async def _owned_upload(services: Services, user: User, upload_id: str) -> Uploa
     return upload
 
 
+# How long a HEAD on an upload whose bytes are all in waits for the request completing it
+# (storing a large original in S3 takes a while) before answering 423 for the client to retry.
+COMPLETION_WAIT_SECONDS = 2 * LEASE_SECONDS
+
+
 async def upload_state(services: Services, user: User, upload_id: str) -> UploadState:
     """What HEAD answers. A completed upload keeps answering its full offset until its expiry,
     though processing has taken its bytes out of the spool: a client whose answer to the last
     PATCH was lost asks HEAD, learns it is done, and stops (tus 1.0 says an upload stays
-    reachable until it expires)."""
+    reachable until it expires). One with every byte in but not completed (the request
+    completing it is still at work, or its process died) is completed first, so a full
+    offset always means a video on its way to READY."""
     upload = await _owned_upload(services, user, upload_id)
-    if upload.completed_at is not None:
-        if upload.expires_at <= utcnow():
-            raise NotFound("No such upload.")
-        return UploadState(
-            upload.id, upload.video_id, upload.length, upload.length, upload.expires_at, True
-        )
-    offset = await asyncio.to_thread(services.spool.offset, upload.id)
+    if upload.completed_at is None:
+        offset = await asyncio.to_thread(services.spool.offset, upload.id)
+        if offset < upload.length:
+            return UploadState(
+                upload.id, upload.video_id, upload.length, offset, upload.expires_at, False
+            )
+        async with writing(
+            services.db, services.mark, services.spool, upload.id, wait=COMPLETION_WAIT_SECONDS
+        ):
+            await _complete_unfinished(services, user, upload)
+    elif upload.expires_at <= utcnow():
+        raise NotFound("No such upload.")
     return UploadState(
-        upload.id,
-        upload.video_id,
-        upload.length,
-        offset,
-        upload.expires_at,
-        upload.completed_at is not None,
+        upload.id, upload.video_id, upload.length, upload.length, upload.expires_at, True
     )
+
+
+async def _complete_unfinished(services: Services, user: User, upload: Upload) -> bool:
+    """Under the upload's lease: complete it if every byte is in and nobody completed it
+    yet; returns whether it is complete now."""
+    try:
+        offset: int | None = await asyncio.to_thread(services.spool.offset, upload.id)
+    except UploadNotFound:
+        offset = None  # completed meanwhile and its spool copy gone, or deleted: the row says
+    if offset is not None and offset < upload.length:
+        return False  # the common case, seen without a database round trip
+    async with services.db.read() as session:
+        row = await session.get(Upload, upload.id)
+    if row is None:
+        raise NotFound("No such upload.")
+    if row.completed_at is not None:
+        return True
+    if offset is None:
+        raise NotFound("No such upload.")
+    log.info("completing an upload left unfinished", extra=log_fields(upload_id=upload.id))
+    container = await _check_content(services, user, upload)
+    await complete_tus(services, upload, container)
+    return True
 
 
 def _read_head(services: Services, upload_id: str) -> bytes:
@@ -176,23 +214,28 @@ async def append(
 ) -> UploadState:
     """Write one PATCH body (``direct``: the same body, for the server to move into the spool
     itself). A body cut off mid-way keeps what arrived (the spool writes it before the
-    disconnect propagates)."""
+    disconnect propagates). The whole request holds the upload's lease, so no other
+    process writes it meanwhile (423 for a second writer)."""
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
         # With the offset, so a client that missed the last 204 learns it is done.
         raise UploadComplete(upload.length)
     if content_length is not None and offset + content_length > upload.length:
         raise TooLarge(f"This part would go past the declared length of {upload.length} bytes.")
-    new_offset = await services.spool.append(
-        upload.id, offset, body, length=upload.length, checksum=checksum, direct=direct
-    )
-    expires_at = await _extend_expiry(services, upload)
-    completed = new_offset == upload.length
-    container = None
-    if offset < HEAD_BYTES <= new_offset or completed:
-        container = await _check_content(services, user, upload)
-    if completed:
-        await _finish_tus(services, upload, container)
+    async with writing(services.db, services.mark, services.spool, upload.id):
+        if await _complete_unfinished(services, user, upload):
+            # Every byte was in already (the last PATCH's process died completing it).
+            raise UploadComplete(upload.length)
+        new_offset = await services.spool.append(
+            upload.id, offset, body, length=upload.length, checksum=checksum, direct=direct
+        )
+        expires_at = await _extend_expiry(services, upload)
+        completed = new_offset == upload.length
+        container = None
+        if offset < HEAD_BYTES <= new_offset or completed:
+            container = await _check_content(services, user, upload)
+        if completed:
+            await complete_tus(services, upload, container)
     return UploadState(upload.id, upload.video_id, upload.length, new_offset, expires_at, completed)
 
 
@@ -205,22 +248,8 @@ async def _check_content(services: Services, user: User, upload: Upload) -> str:
     try:
         return content_container(head, services.settings.uploads.allowed_formats)
     except NotAVideo:
-        await terminate(services, user, upload.id)
+        await _forget(services, upload)  # the caller holds the upload's lease
         raise
-
-
-async def _finish_tus(services: Services, upload: Upload, container: str | None) -> None:
-    async with services.db.session() as session:
-        video = await session.get(Video, upload.video_id)
-        row = await session.get(Upload, upload.id)
-        if video is None or row is None:
-            raise NotFound("No such upload.")
-        if container is not None:
-            video.container = container
-        row.completed_at = utcnow()
-        session.add(row)
-        await start_processing(session, video, upload.id)
-    log.info("upload complete", extra=log_fields(upload_id=upload.id, video_id=video.id))
 
 
 async def terminate(services: Services, user: User, upload_id: str) -> None:
@@ -228,6 +257,11 @@ async def terminate(services: Services, user: User, upload_id: str) -> None:
     upload = await _owned_upload(services, user, upload_id)
     if upload.completed_at is not None:
         raise Conflict("This upload is complete; delete the video instead.")
+    async with writing(services.db, services.mark, services.spool, upload.id):
+        await _forget(services, upload)
+
+
+async def _forget(services: Services, upload: Upload) -> None:
     await asyncio.to_thread(services.spool.delete, upload.id)
     async with services.db.session() as session:
         video = await session.get(Video, upload.video_id)
@@ -255,24 +289,33 @@ async def receive_one_shot(
     spool_id = new_id()
     size = await services.spool.stream_to_spool(spool_id, chunks, max_bytes=limit, direct=direct)
     data_path = services.spool.data_path(spool_id)
+    video: Video | None = None
     try:
         filename, content_type, title = describe()
         head = await asyncio.to_thread(_read_head, services, spool_id)
         container = check_upload(
             filename or "video", content_type, head, services.settings.uploads.allowed_formats
         )
+        video = new_video(
+            user, filename=filename, title=title, size=size, content_type=content_type
+        )
+        video.container = container
+        if stores_before_queueing(services):
+            # Under the id the row gets below: a worker on any host finds it there.
+            video.original_key = await store_upload(services, video, data_path)
         async with services.db.session() as session:
             await check_quota(session, services, user, size)
-            video = new_video(
-                user, filename=filename, title=title, size=size, content_type=content_type
-            )
-            video.container = container
             session.add(video)
             await session.flush()
-            await start_processing(session, video, spool_id)
+            await start_processing(session, video, None if video.original_key else spool_id)
     except BaseException:
         with contextlib.suppress(OSError):
             data_path.unlink()
+        if video is not None:
+            await forget_stored(services, video.original_key)
         raise
+    if video.original_key:
+        with contextlib.suppress(OSError):
+            data_path.unlink()  # no job reads it
     log.info("one-shot upload received", extra=log_fields(video_id=video.id, size=size))
     return video.id

@@ -218,6 +218,10 @@ class Upload(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # Who is writing it (``host:pid:process/request``) and until when, so that web processes
+    # sharing a spool never write one upload at once (vidbox.upload_lease).
+    writer: str | None = Field(default=None, max_length=160, nullable=True)
+    writer_until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 class JobState:

@@ -19,6 +19,7 @@ from vidbox.mail import Mailer
 from vidbox.storage import Storage, load
 from vidbox.threads import ThreadPools
 from vidbox.uploads import UploadSpool
+from vidbox.uploads.liveness import ProcessMark
 
 
 async def check_storage(storage: Storage) -> str:
@@ -35,6 +36,9 @@ class Services:
     # One spool per process: it holds the per-upload locks.
     spool: UploadSpool
     mailer: Mailer
+    # This process as upload leases name it; its life lock tells this host's other
+    # processes (sharing the spool) whether it still lives.
+    mark: ProcessMark
     ffmpeg_check: FFmpegCheck = field(default_factory=FFmpegCheck)
     # The disk and storage threads (vidbox.threads), closed with the services.
     threads: ThreadPools = field(default_factory=ThreadPools)
@@ -60,18 +64,23 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     db = Database.from_settings(settings)
     threads = ThreadPools()
     storage = load(settings, threads)
+    mark = ProcessMark(settings.spool_dir)
     try:
         await db.migrate()
+        spool = UploadSpool(settings.spool_dir, threads.disk, owner=mark)
+        mark.hold()
         yield Services(
             settings=settings,
             db=db,
             secret_key=secret_key,
             storage=storage,
-            spool=UploadSpool(settings.spool_dir, threads.disk),
+            spool=spool,
             mailer=Mailer.from_settings(settings),
+            mark=mark,
             threads=threads,
         )
     finally:
+        mark.release()
         await storage.close()
         await db.close()
         threads.close()

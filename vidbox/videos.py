@@ -241,14 +241,17 @@ def new_video(user: User, *, filename: str, title: str, size: int, content_type:
     )
 
 
-async def start_processing(session: AsyncSession, video: Video, spool_id: str) -> None:
-    """The last byte is in: hand the video to the queue (same transaction as the status)."""
+async def start_processing(session: AsyncSession, video: Video, spool_id: str | None) -> None:
+    """The last byte is in: hand the video to the queue (same transaction as the status).
+    ``spool_id`` names the spool file the job reads; None when the original is in the media
+    store already (the job then downloads it, on whichever host it runs)."""
     video.status, video.progress = VideoStatus.PROCESSING, 0
     session.add(video)
+    payload = {"video_id": video.id} | ({"spool_id": spool_id} if spool_id else {})
     await enqueue(
         session,
         PROCESS_VIDEO,
-        {"video_id": video.id, "spool_id": spool_id},
+        payload,
         lane=MEDIA_LANE,
         idempotency_key=f"{PROCESS_VIDEO}:{video.id}",
         video_id=video.id,

@@ -223,6 +223,12 @@ class UploadSettings:
         "costs a pause, so smaller parts upload more slowly.",
         min=256 * 1024,
     )
+    spool_dir: str = option(
+        "",
+        "Folder for the bytes of uploads still arriving. Empty: <data dir>/spool. Web "
+        "processes that share one database (on one host or on several, e.g. over NFS) name "
+        "the same folder, so any of them can take the next part of an upload.",
+    )
 
 
 @dataclass(frozen=True)
@@ -361,7 +367,7 @@ class Settings:
 
     @property
     def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+        return Path(self.uploads.spool_dir) if self.uploads.spool_dir else self.data_dir / "spool"
 
     @property
     def media_dir(self) -> Path:

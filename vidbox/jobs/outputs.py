@@ -23,7 +23,7 @@ from vidbox.media import RenditionInfo, measure_rendition
 from vidbox.models import Rendition, Video, VideoStatus, utcnow
 from vidbox.notify import VIDEOS, announce
 from vidbox.storage import ObjectNotFound, Storage
-from vidbox.videos import hls_key
+from vidbox.videos import hls_key, original_key
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 CONTENT_TYPES = {".m3u8": PLAYLIST_TYPE, ".mp4": "video/mp4", ".m4s": "video/mp4"}
@@ -213,6 +213,20 @@ async def drop_other_renditions(db: Database, video_id: str, keep: set[str]) -> 
             names.append(row.name)
             await session.delete(row)
     return names
+
+
+async def store_original(
+    storage: Storage, video: Video, source: Path, *, maybe_stored: bool = True
+) -> str:
+    """Put an upload in the media store as ``video``'s original (its download, and the
+    source a worker on any host can fetch); returns the key. With ``maybe_stored`` an object
+    of the source's size already there is kept: a retry, or a completion finished twice,
+    need not send gigabytes again. Used by the upload path (before the job is queued, when
+    the worker may be elsewhere) and by the job (when the upload path did not)."""
+    key = original_key(video)
+    if not (maybe_stored and await is_stored(storage, key, source)):
+        await storage.put_file(key, source, original_content_type(video))
+    return key
 
 
 def original_content_type(video: Video) -> str:

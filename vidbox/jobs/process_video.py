@@ -38,12 +38,11 @@ from vidbox.jobs.outputs import (
     download,
     drop_other_renditions,
     fresh_dir,
-    is_stored,
     mark_ready,
-    original_content_type,
     publish_rendition,
     remove_tree,
     rendition_files,
+    store_original,
     update_video,
 )
 from vidbox.logs import log_fields
@@ -328,12 +327,10 @@ class Pipeline:
     async def store_original(self, source: Path) -> None:
         """Keep the upload for download, then let go of the spool copy."""
         key = original_key(self.video)
-        # A retry need not upload gigabytes again when the same object is already there.
-        stored = self.source_is_stored or (
-            self.video.original_key == key and await is_stored(self.storage, key, source)
-        )
-        if not stored:
-            await self.storage.put_file(key, source, original_content_type(self.video))
+        if not self.source_is_stored:
+            # A retry need not upload gigabytes again when the same object is already there.
+            maybe = self.video.original_key == key
+            await store_original(self.storage, self.video, source, maybe_stored=maybe)
         progress = max(self.progress.percent, TOP_RUNG_READY)
         await update_video(self.db, self.video.id, original_key=key, progress=progress)
         self.progress.written(progress)

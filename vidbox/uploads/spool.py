@@ -8,10 +8,16 @@ Layout of ``root`` for an upload id (32 lowercase hex characters):
 - ``<id>.verify`` exists only while a checksummed append runs: the offset to roll back to if
                   the process dies before the checksum is verified, so unverified bytes are
                   never taken for received ones.
-- ``<id>.receiving`` a one-shot (multipart) body while it arrives, locked (``flock``) by the
-                  process receiving it; renamed to ``<id>.part`` once whole. One that nobody
-                  holds was left by a killed process: ``remove_abandoned`` deletes it (at
-                  start), where waiting for the hourly sweep kept hundreds of MB for an hour.
+- ``<id>.<process>.receiving`` a one-shot (multipart) body while it arrives, locked
+                  (``flock``) by the process receiving it, whose token (``liveness``) is in
+                  the name; renamed to ``<id>.part`` once whole. One whose process is dead was
+                  left by a killed process: ``remove_abandoned`` deletes it (at start), where
+                  waiting for the hourly sweep kept hundreds of MB for an hour. In a spool
+                  shared between hosts only this host's dead processes are known as such;
+                  another host's file goes once it has not changed for ``STALE_RECEIVING``.
+- ``.live/<process>.lock`` held by each process using the spool while it lives (``liveness``).
+- ``.locks/<id>``   locked by the request writing the upload, on a box whose processes all run
+                  on one host (``vidbox.upload_lease``); removed with the upload.
 
 Appends are not fsynced. A killed process loses nothing (written bytes are in the page
 cache), and after a power cut the journaling file systems vidbox runs on (ext4's default
@@ -22,8 +28,9 @@ place durability matters, the finished upload becoming the video's original, is 
 processing, which checks the size and stores the original durably.
 
 An append holds a per-upload ``asyncio.Lock`` (cheap, this process) and an exclusive
-``fcntl.flock`` on the data file (other processes sharing the spool). Neither waits: a second
-writer gets UploadLocked at once.
+``fcntl.flock`` on the data file (other processes on this host sharing the spool). Neither
+waits: a second writer gets UploadLocked at once. Across hosts (NFS), where a file lock is not
+dependable, callers hold the upload's lease in the database as well (``vidbox.upload_lease``).
 
 The synchronous methods (create, info, touch, delete, ...) do small blocking file operations,
 some with fsync; call them through ``asyncio.to_thread`` from a busy event loop if needed.
@@ -43,7 +50,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +74,7 @@ from vidbox.uploads.files import (
     truncate_synced,
     write_atomic,
 )
+from vidbox.uploads.liveness import ProcessMark
 from vidbox.uploads.tus import checksum_algorithm
 
 # Received chunks are gathered up to this size before one write, which keeps memory flat and
@@ -82,6 +90,12 @@ _DISK_FULL_ONE_SHOT = "The server's disk is full; send the video again once spac
 _DISK_FULL_CREATE = "The server's disk is full; no upload can start until space has been freed."
 
 _ID = re.compile(r"[0-9a-f]{32}")
+LOCKS_DIR = ".locks"
+_RECEIVING = re.compile(r"(?P<id>[0-9a-f]{32})(?:\.(?P<owner>[0-9a-f]{8,32}))?\.receiving")
+# A one-shot body that has not grown for this long is dead whoever received it: a body that
+# goes 60 s without a byte is cut off (server.body_idle_seconds), and an hour leaves room for
+# clocks of hosts sharing the spool to disagree.
+STALE_RECEIVING = timedelta(hours=1)
 _DATETIME_KEYS = ("created_at", "expires_at")
 
 
@@ -129,8 +143,13 @@ def _aware(moment: datetime) -> datetime:
 class UploadSpool:
     """Unfinished uploads as files under ``root`` (see the module docstring)."""
 
-    def __init__(self, root: Path, disk: Executor | None = None) -> None:
+    def __init__(
+        self, root: Path, disk: Executor | None = None, *, owner: ProcessMark | None = None
+    ) -> None:
         self.root = Path(root)
+        # This process, named in the files it receives, so other processes can tell whether
+        # their receiver still lives; a spool made by a tool or a test has its own.
+        self.owner = owner if owner is not None else ProcessMark(self.root)
         # The disk threads (``vidbox.threads``); a spool made by a tool or a test has its own.
         self.disk = disk if disk is not None else private_pool("disk")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -140,29 +159,45 @@ class UploadSpool:
         return self.root / f"{check_upload_id(upload_id)}.part"
 
     def _receiving_path(self, upload_id: str) -> Path:
-        return self.root / f"{check_upload_id(upload_id)}.receiving"
+        return self.root / f"{check_upload_id(upload_id)}.{self.owner.token}.receiving"
 
     def remove_abandoned(self) -> tuple[int, int]:
         """Delete the one-shot bodies no process is receiving any more (their process was
         killed mid-request); returns how many files and bytes. Bodies still arriving, in
-        this process or another sharing the spool, hold a lock and are left alone."""
+        this process or another sharing the spool, on this host or another, are left alone:
+        see the module docstring for how a dead receiver is told apart."""
         removed = freed = 0
+        stale_before = (datetime.now(UTC) - STALE_RECEIVING).timestamp()
         for path in self.root.glob("*.receiving"):
+            match = _RECEIVING.fullmatch(path.name)
+            if match is None:
+                continue
+            owner = match.group("owner")
+            dead = self.owner.token_is_dead(owner) if owner else True
+            if dead is False:
+                continue
             try:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
+                stat = os.fstat(fd)
+                if dead is None and stat.st_mtime >= stale_before:
+                    continue  # another host's, and it may still be arriving
                 try:
+                    # A second guard on this host: a body being written holds its lock.
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue
-                freed += os.fstat(fd).st_size
+                freed += stat.st_size
                 path.unlink(missing_ok=True)
                 removed += 1
             finally:
                 os.close(fd)
         return removed, freed
+
+    def writer_lock_path(self, upload_id: str) -> Path:
+        return self.root / LOCKS_DIR / check_upload_id(upload_id)
 
     def _info_path(self, upload_id: str) -> Path:
         return self.root / f"{check_upload_id(upload_id)}.json"
@@ -216,9 +251,16 @@ class UploadSpool:
         """Bytes received and kept so far. While a checksummed append is in flight, or after a
         crash during one, the unverified bytes are not counted."""
         try:
-            size = self.data_path(_known_id(upload_id)).stat().st_size
+            # Opened, not just stat'ed: over NFS an open revalidates the file's attributes
+            # (close-to-open), where a stat may answer from a cache seconds old, and the part
+            # another host just wrote would look missing.
+            fd = os.open(self.data_path(_known_id(upload_id)), os.O_RDONLY)
         except FileNotFoundError:
             raise UploadNotFound() from None
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         rollback = self._read_rollback(upload_id)
         return size if rollback is None else min(size, rollback)
 
@@ -292,6 +334,8 @@ class UploadSpool:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed = True
+            with contextlib.suppress(FileNotFoundError):
+                self.writer_lock_path(upload_id).unlink()
         finally:
             if fd is not None:
                 os.close(fd)
