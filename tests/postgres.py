@@ -153,6 +153,25 @@ def settings_for(
     return load_settings(data_dir=data_dir, environ=env, **kwargs)
 
 
+def same_box_env(first: Settings) -> dict[str, str]:
+    """Settings for another process of ``first``'s box, in a data folder of its own: the same
+    database, media store and upload spool (whatever the suite runs on), as every process of
+    one box must have."""
+    env = {"VIDBOX_UPLOADS__SPOOL_DIR": str(first.spool_dir)}
+    if first.database.url:
+        env |= {
+            "VIDBOX_DATABASE__URL": first.database.url,
+            "VIDBOX_SERVER__SECRET_KEY": first.server.secret_key,
+        }
+    else:
+        env["VIDBOX_DATABASE__PATH"] = str(first.database_path)
+    if first.storage.backend == "s3":
+        from tests.support import s3_environ
+
+        return env | s3_environ(first.storage.endpoint, first.storage.bucket)
+    return env | {"VIDBOX_STORAGE__PATH": str(first.media_dir)}
+
+
 def drop_for(data_dir: Path) -> None:
     """Drop the database of ``data_dir`` now (the make_settings fixture, after each test)."""
     url = _by_data_dir.pop(Path(data_dir).resolve(), None)

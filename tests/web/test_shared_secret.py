@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.postgres import same_box_env
 from tests.support import (
     add_user,
     api_login,
@@ -23,10 +24,9 @@ KEY = "shared-key-for-every-process-of-this-box-0123"
 
 
 def _same_database(first: Settings, **env: str) -> dict[str, str]:
-    """Environment for a second process of ``first``'s box: its database, another data dir."""
-    if first.database.url:
-        return {"VIDBOX_DATABASE__URL": first.database.url, **env}
-    return {"VIDBOX_DATABASE__PATH": str(first.database_path), **env}
+    """Environment for a second process of ``first``'s box: its database, media store and
+    spool in another data dir (any of them may run the box's jobs)."""
+    return {**same_box_env(first), **env}
 
 
 def test_a_sign_in_and_a_share_link_made_by_one_process_are_good_on_another(
