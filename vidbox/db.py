@@ -362,8 +362,9 @@ class Database:
     @asynccontextmanager
     async def queue_session(self) -> AsyncIterator[AsyncSession]:
         """A write session without the write lock on PostgreSQL, for the job queue's claims
-        and outcomes only: each of their statements is correct on its own under READ
-        COMMITTED (see vidbox.jobs.queue). On SQLite the same as ``session()``."""
+        and outcomes and the upload leases (vidbox.upload_lease) only: each of their
+        statements is a conditional update, correct on its own under READ COMMITTED (see
+        vidbox.jobs.queue). On SQLite the same as ``session()``."""
         async with self._transaction(self._queue_sessions) as session:
             yield session
 

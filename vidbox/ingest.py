@@ -301,6 +301,9 @@ async def receive_one_shot(
         )
         video.container = container
         if stores_before_queueing(services):
+            async with services.db.read() as session:
+                # Checked again below, where it counts; this spares storing a refused file.
+                await check_quota(session, services, user, size)
             # Under the id the row gets below: a worker on any host finds it there.
             video.original_key = await store_upload(services, video, data_path)
         async with services.db.session() as session:

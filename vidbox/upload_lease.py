@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,8 @@ from vidbox.db import Database
 from vidbox.models import Upload, utcnow
 from vidbox.uploads import UploadLocked, UploadSpool
 from vidbox.uploads.liveness import ProcessMark
+
+log = logging.getLogger("vidbox.uploads")
 
 LEASE_SECONDS = 20.0
 RENEW_SECONDS = LEASE_SECONDS / 4
@@ -163,7 +166,12 @@ async def _leased(
         nonlocal lost
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            if not await renew(db, upload_id, holder):
+            try:
+                kept = await renew(db, upload_id, holder)
+            except Exception:  # the database is away for a moment: try again next time
+                log.warning("could not renew an upload's lease", exc_info=True)
+                continue
+            if not kept:
                 lost = True
                 if task is not None:
                     task.cancel()

@@ -203,3 +203,22 @@ def test_a_patch_completes_an_upload_whose_completion_broke_off(
     finally:
         web.stop()
         front.stop()
+
+
+def test_one_process_on_sqlite_hands_the_spool_file_to_its_own_job(
+    live: LiveServer, clip: Path
+) -> None:
+    # role=all: on SQLite every process is on this host and this one runs the job, which
+    # links the spool file (no copy before the 204); on PostgreSQL a worker of another host
+    # may claim it, so the original is stored first there too.
+    add_user(live.settings, "ann@example.org")
+    data = clip.read_bytes()
+    with live.client() as client:
+        auth = bearer(api_login(client, "ann@example.org")["access"])
+        created = create(client, auth, len(data), filename="holiday.mp4")
+        url, video_id = created.headers["location"], created.headers["vidbox-video-id"]
+        assert send_in_parts(client, auth, url, data, len(data)).status_code == 204
+        (payload,) = run_sql(live.settings, "SELECT payload FROM jobs WHERE video_id = ?", video_id)
+        assert ("spool_id" in payload[0]) == (not live.settings.database.url)
+        wait_for_status(client, video_id, {"READY"}, headers=auth)
+        assert client.get(f"/api/videos/{video_id}/download", headers=auth).content == data

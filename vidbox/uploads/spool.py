@@ -14,7 +14,7 @@ Layout of ``root`` for an upload id (32 lowercase hex characters):
                   left by a killed process: ``remove_abandoned`` deletes it (at start), where
                   waiting for the hourly sweep kept hundreds of MB for an hour. In a spool
                   shared between hosts only this host's dead processes are known as such;
-                  another host's file goes once it has not changed for ``STALE_RECEIVING``.
+                  another host's file goes once it has not changed for an hour.
 - ``.live/<process>.lock`` held by each process using the spool while it lives (``liveness``).
 - ``.locks/<id>``   locked by the request writing the upload, on a box whose processes all run
                   on one host (``vidbox.upload_lease``); removed with the upload.
@@ -50,13 +50,14 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Executor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from vidbox.diskspace import DiskFull
 from vidbox.logs import log_fields
 from vidbox.threads import private_pool
+from vidbox.uploads.abandoned import remove_abandoned
 from vidbox.uploads.errors import (
     ChecksumMismatch,
     EmptyUpload,
@@ -91,11 +92,6 @@ _DISK_FULL_CREATE = "The server's disk is full; no upload can start until space 
 
 _ID = re.compile(r"[0-9a-f]{32}")
 LOCKS_DIR = ".locks"
-_RECEIVING = re.compile(r"(?P<id>[0-9a-f]{32})(?:\.(?P<owner>[0-9a-f]{8,32}))?\.receiving")
-# A one-shot body that has not grown for this long is dead whoever received it: a body that
-# goes 60 s without a byte is cut off (server.body_idle_seconds), and an hour leaves room for
-# clocks of hosts sharing the spool to disagree.
-STALE_RECEIVING = timedelta(hours=1)
 _DATETIME_KEYS = ("created_at", "expires_at")
 
 
@@ -163,38 +159,8 @@ class UploadSpool:
 
     def remove_abandoned(self) -> tuple[int, int]:
         """Delete the one-shot bodies no process is receiving any more (their process was
-        killed mid-request); returns how many files and bytes. Bodies still arriving, in
-        this process or another sharing the spool, on this host or another, are left alone:
-        see the module docstring for how a dead receiver is told apart."""
-        removed = freed = 0
-        stale_before = (datetime.now(UTC) - STALE_RECEIVING).timestamp()
-        for path in self.root.glob("*.receiving"):
-            match = _RECEIVING.fullmatch(path.name)
-            if match is None:
-                continue
-            owner = match.group("owner")
-            dead = self.owner.token_is_dead(owner) if owner else True
-            if dead is False:
-                continue
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                stat = os.fstat(fd)
-                if dead is None and stat.st_mtime >= stale_before:
-                    continue  # another host's, and it may still be arriving
-                try:
-                    # A second guard on this host: a body being written holds its lock.
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                freed += stat.st_size
-                path.unlink(missing_ok=True)
-                removed += 1
-            finally:
-                os.close(fd)
-        return removed, freed
+        killed mid-request); returns how many files and bytes (``vidbox.uploads.abandoned``)."""
+        return remove_abandoned(self.root, self.owner)
 
     def writer_lock_path(self, upload_id: str) -> Path:
         return self.root / LOCKS_DIR / check_upload_id(upload_id)
