@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from vidbox.auth.firstrun import issue_setup_token
+from vidbox.auth.firstrun import setup_token
 from vidbox.config import Settings
 from vidbox.health import DataDirWatch
 from vidbox.jobs.runner import JobRunner
@@ -36,6 +36,10 @@ def public_base_url(settings: Settings) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.server.port}"
+
+
+def setup_url(settings: Settings, token: str) -> str:
+    return f"{public_base_url(settings)}/setup?token={token}"
 
 
 def _data_lost(app: Starlette, why: str) -> None:
@@ -86,11 +90,12 @@ def create_app(settings: Settings) -> Starlette:
             app.state.runner = runner  # for tests and tools: no request path needs it
             if runner is not None:
                 await runner.start()
-            token = await issue_setup_token(services.db)
+            # The box's one link: every process of the box prints the same until it is used.
+            token = await setup_token(services.db, services.secret_key)
             if token:
                 log.warning(
                     "No account exists yet. Open this one-time link to create the first admin",
-                    extra=log_fields(url=f"{public_base_url(settings)}/setup?token={token}"),
+                    extra=log_fields(url=setup_url(settings, token)),
                 )
             # Everything built so far (modules, models, templates, the app) lives as long as
             # the process. Left in the collector's oldest generation, each full collection
