@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from vidbox.auth.firstrun import setup_token
 from vidbox.config import Settings
 from vidbox.health import DataDirWatch
+from vidbox.jobs.hostsweep import HostSweeper
 from vidbox.jobs.runner import JobRunner
 from vidbox.jobs.tasks import all_handlers
 from vidbox.logs import log_fields
@@ -74,12 +75,10 @@ def create_app(settings: Settings) -> Starlette:
             if services.mailer.enabled and not settings.server.base_url:
                 origin = await mail_origin(settings, services.db)
                 log.warning(unset_base_url_warning(origin))
-            removed, freed = await asyncio.to_thread(services.spool.remove_abandoned)
-            if removed:
-                log.info(
-                    "removed what killed uploads left in the spool",
-                    extra=log_fields(files=removed, bytes=freed),
-                )
+            # This host's spool and temp folders: now (before the first request, so what a
+            # killed process left is gone) and hourly, in every process of every role.
+            sweeper = HostSweeper(services)
+            await sweeper.start()
             watch = DataDirWatch(
                 settings.data_dir, settings.database_path, lambda why: _data_lost(app, why)
             )
@@ -107,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
                 yield
             finally:
                 watching.cancel()
+                await sweeper.stop()
                 gc.unfreeze()
                 # Running jobs are put back in the queue and resume on the next start.
                 if runner is not None:
