@@ -7,11 +7,12 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from tests.postgres import TEST_SECRET_KEY, Databases, only_postgres
-from tests.support import VIDBOX, clean_env, run_cli
+from tests.support import PASSWORD, VIDBOX, Serve, browser_login, clean_env, run_cli
 from vidbox.config import ConfigError, load_settings
 from vidbox.db import (
     configured_url,
@@ -58,17 +59,21 @@ def test_db_migrate_on_an_unreachable_server_is_one_line(tmp_path: Path) -> None
     assert "hunter2-secret" not in done.stdout + done.stderr
 
 
-@only_postgres
+def _fresh_box(tmp_path: Path, databases: Databases | None) -> tuple[dict[str, str], str]:
+    """The environment of a box with nothing in it yet: a new data dir and, on PostgreSQL, an
+    empty database (also returned, to drop; "" on SQLite)."""
+    url = databases.create(migrated=False) if databases is not None else ""
+    box = {"VIDBOX_DATA_DIR": str(tmp_path / "box")}
+    if url:
+        box |= {"VIDBOX_DATABASE__URL": url, "VIDBOX_SERVER__SECRET_KEY": TEST_SECRET_KEY}
+    return clean_env(**box), url
+
+
 def test_processes_migrating_at_once_queue_on_a_lock(
-    tmp_path: Path, postgres_databases: Databases
+    tmp_path: Path, postgres_databases: Databases | None
 ) -> None:
-    url = postgres_databases.create(migrated=False)
+    env, url = _fresh_box(tmp_path, postgres_databases)
     try:
-        env = clean_env(
-            VIDBOX_DATA_DIR=str(tmp_path / "box"),
-            VIDBOX_DATABASE__URL=url,
-            VIDBOX_SERVER__SECRET_KEY=TEST_SECRET_KEY,
-        )
         runs = [
             subprocess.Popen(
                 [*VIDBOX, "db", "migrate"],
@@ -83,9 +88,41 @@ def test_processes_migrating_at_once_queue_on_a_lock(
         assert [run.returncode for run in runs] == [0] * 4, outputs
         upgraded = [out for out, _ in outputs if "schema upgraded from empty" in out]
         assert len(upgraded) == 1, outputs
-        assert asyncio.run(postgres_schema_status(url)) == (head_revision(),) * 2
+        if url:
+            assert asyncio.run(postgres_schema_status(url)) == (head_revision(),) * 2
+        else:
+            assert schema_status(tmp_path / "box" / "vidbox.db") == (head_revision(),) * 2
     finally:
-        postgres_databases.drop(url)
+        if url and postgres_databases is not None:
+            postgres_databases.drop(url)
+
+
+def test_servers_started_together_on_a_fresh_box_all_come_up_as_one_box(
+    tmp_path: Path, postgres_databases: Databases | None
+) -> None:
+    """Several `vidbox serve` on one empty data dir at once: one migrates, the others wait
+    for it; all share the one generated key, so a sign-in made on one works on the others."""
+    env, url = _fresh_box(tmp_path, postgres_databases)
+    servers = [
+        Serve("--role", "web", env={**env, "TEST_LOG": str(tmp_path / f"serve{i}.log")})
+        for i in range(3)
+    ]
+    try:
+        for server in servers:
+            server.wait_ready()
+        assert run_cli("user", "create", "ann@example.org", "--password-stdin", env=env,
+                       stdin=PASSWORD + "\n").returncode == 0  # fmt: skip
+        with httpx.Client(base_url=servers[0].url) as first:
+            browser_login(first, "ann@example.org")  # a cookie signed with the box's key
+            cookies = dict(first.cookies)
+        for server in servers[1:]:
+            page = httpx.get(server.url + "/settings", cookies=cookies)
+            assert page.status_code == 200, server.log()
+    finally:
+        for server in servers:
+            server.stop()
+        if url and postgres_databases is not None:
+            postgres_databases.drop(url)
 
 
 def test_the_password_comes_from_its_own_setting_or_file(tmp_path: Path) -> None:

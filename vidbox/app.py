@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from vidbox.auth.firstrun import issue_setup_token
+from vidbox.auth.firstrun import setup_token
 from vidbox.config import Settings
 from vidbox.health import DataDirWatch
+from vidbox.jobs.hostsweep import HostSweeper
 from vidbox.jobs.runner import JobRunner
 from vidbox.jobs.tasks import all_handlers
 from vidbox.logs import log_fields
@@ -36,6 +37,10 @@ def public_base_url(settings: Settings) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.server.port}"
+
+
+def setup_url(settings: Settings, token: str) -> str:
+    return f"{public_base_url(settings)}/setup?token={token}"
 
 
 def _data_lost(app: Starlette, why: str) -> None:
@@ -70,12 +75,10 @@ def create_app(settings: Settings) -> Starlette:
             if services.mailer.enabled and not settings.server.base_url:
                 origin = await mail_origin(settings, services.db)
                 log.warning(unset_base_url_warning(origin))
-            removed, freed = await asyncio.to_thread(services.spool.remove_abandoned)
-            if removed:
-                log.info(
-                    "removed what killed uploads left in the spool",
-                    extra=log_fields(files=removed, bytes=freed),
-                )
+            # This host's spool and temp folders: now (before the first request, so what a
+            # killed process left is gone) and hourly, in every process of every role.
+            sweeper = HostSweeper(services)
+            await sweeper.start()
             watch = DataDirWatch(
                 settings.data_dir, settings.database_path, lambda why: _data_lost(app, why)
             )
@@ -86,11 +89,12 @@ def create_app(settings: Settings) -> Starlette:
             app.state.runner = runner  # for tests and tools: no request path needs it
             if runner is not None:
                 await runner.start()
-            token = await issue_setup_token(services.db)
+            # The box's one link: every process of the box prints the same until it is used.
+            token = await setup_token(services.db, services.secret_key)
             if token:
                 log.warning(
                     "No account exists yet. Open this one-time link to create the first admin",
-                    extra=log_fields(url=f"{public_base_url(settings)}/setup?token={token}"),
+                    extra=log_fields(url=setup_url(settings, token)),
                 )
             # Everything built so far (modules, models, templates, the app) lives as long as
             # the process. Left in the collector's oldest generation, each full collection
@@ -102,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
                 yield
             finally:
                 watching.cancel()
+                await sweeper.stop()
                 gc.unfreeze()
                 # Running jobs are put back in the queue and resume on the next start.
                 if runner is not None:

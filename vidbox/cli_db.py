@@ -2,8 +2,9 @@
 ``vidbox db copy``: move a SQLite box's metadata into PostgreSQL (vidbox.dbcopy).
 
 ``vidbox serve`` migrates on start as well; deployments that start several processes at once
-run this first (or rely on the lock: on PostgreSQL an advisory lock lets one process migrate
-while the others wait, then find the schema current)."""
+run this first (or rely on the lock: one process migrates while the others wait, then find the
+schema current; an advisory lock on PostgreSQL, a ``flock`` on ``vidbox.db.migrate-lock`` next
+to a SQLite file)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ async def _migrate(settings: Settings) -> tuple[str, str | None, str | None]:
         after, _ = await postgres_schema_status(url)
         return describe_url(url), before, after
     path = settings.database_path
-    before = (await asyncio.to_thread(schema_status, path))[0] if path.exists() else None
-    await asyncio.to_thread(migrate_sync, path)
+    # Likewise on SQLite, under a lock file next to the database.
+    before = await asyncio.to_thread(migrate_sync, path)
     after, _ = await asyncio.to_thread(schema_status, path)
     return str(path), before, after
 

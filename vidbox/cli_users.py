@@ -135,3 +135,25 @@ def disable(ctx: click.Context, email: str) -> None:
 def enable(ctx: click.Context, email: str) -> None:
     """Let a disabled account sign in again."""
     _set_disabled(ctx, email, False)
+
+
+@user.command("setup-link")
+@box_options
+@click.pass_context
+def setup_link(ctx: click.Context) -> None:
+    """Print a new one-time link to create the first admin (the link the server printed stops
+    working), for a box that has no account yet."""
+    from vidbox.app import setup_url
+    from vidbox.auth.firstrun import replace_setup_token
+
+    async def action(services: Services) -> str | None:
+        return await replace_setup_token(services.db, services.secret_key)
+
+    token = _run(ctx, action)
+    if token is None:
+        raise click.ClickException(
+            "this box already has an account: sign in, or add one with `vidbox user create`"
+        )
+    click.echo(
+        f"Open this one-time link to create the first admin: {setup_url(box_settings(), token)}"
+    )

@@ -18,7 +18,9 @@ def prepare_data_dir(settings: Settings) -> None:
 
 def load_secret_key(path: Path) -> bytes:
     """The box's signing key: generated once (mode 0600) and reused on every start, so cookies
-    and signed links survive restarts."""
+    and signed links survive restarts. Processes starting at once on a fresh data dir all end
+    up with the one key that reached the file first (a hard link never replaces a file), not
+    each with its own."""
     try:
         key = path.read_bytes().strip()
         if len(key) >= 32:
@@ -26,11 +28,21 @@ def load_secret_key(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     key = secrets.token_urlsafe(48).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    # A name of this process's own: several writing one temp file would mix their keys.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            existing = path.read_bytes().strip()
+            if len(existing) >= 32:
+                return existing  # another process was first
+            os.replace(tmp, path)  # a broken key file (too short): ours replaces it
+    finally:
+        tmp.unlink(missing_ok=True)
     return key

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,15 +164,37 @@ def _upgrade(conn: sa.Connection, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-def migrate_sync(path: Path, revision: str = "head") -> None:
-    """Bring the schema at ``path`` up to ``revision`` (creates the file when missing)."""
-    make_private(path)
-    engine = sa.create_engine(f"sqlite:///{path}")
+def migrate_lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".migrate-lock")
+
+
+@contextlib.contextmanager
+def _migrate_lock(path: Path) -> Iterator[None]:
+    """Processes migrating one SQLite file take turns, as on PostgreSQL (MIGRATE_LOCK): two
+    that both found the schema empty would both create the tables, and the second fail. The
+    kernel drops the ``flock`` when its holder dies, however it dies, so a killed migration
+    never blocks the next start. The file is left in place: removing it would let a process
+    lock a new file while another still holds the old one."""
+    fd = os.open(migrate_lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        with engine.begin() as conn:
-            _upgrade(conn, revision)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        engine.dispose()
+        os.close(fd)  # also drops the lock
+
+
+def migrate_sync(path: Path, revision: str = "head") -> str | None:
+    """Bring the schema at ``path`` up to ``revision`` (creates the file when missing);
+    returns the revision found under the lock: of processes started at once, one upgrades,
+    the others find the schema current."""
+    make_private(path)
+    with _migrate_lock(path):
+        engine = sa.create_engine(f"sqlite:///{path}")
+        try:
+            with engine.begin() as conn:
+                return _upgrade_from(conn, revision)
+        finally:
+            engine.dispose()
 
 
 def _upgrade_from(conn: sa.Connection, revision: str) -> str | None:

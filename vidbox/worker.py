@@ -1,6 +1,7 @@
-"""`vidbox serve --role worker`: the job runner (and with it the periodic cleanup) without a
-web server. It needs only the database and the media store; it binds no port, so any number
-of workers can run beside the web processes, on this host or others."""
+"""`vidbox serve --role worker`: the job runner (and with it the box's periodic cleanup job)
+and this host's sweeps, without a web server. It needs only the database and the media store;
+it binds no port, so any number of workers can run beside the web processes, on this host or
+others."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 
 from vidbox.config import Settings
 from vidbox.health import DataDirWatch
+from vidbox.jobs.hostsweep import HostSweeper
 from vidbox.jobs.runner import JobRunner
 from vidbox.jobs.tasks import all_handlers
 from vidbox.logs import log_fields
@@ -47,12 +49,16 @@ async def run_worker(settings: Settings) -> int:
         watch = DataDirWatch(settings.data_dir, settings.database_path, data_lost)
         watching = asyncio.create_task(watch.run())
         await services.db.listen()  # wake-ups from the web processes' enqueues
+        # This host's temp folders and spool; the box-wide cleanup is a job like any other.
+        sweeper = HostSweeper(services)
+        await sweeper.start()
         runner = JobRunner(services, all_handlers())
         await runner.start()
         try:
             await stop.wait()
         finally:
             watching.cancel()
+            await sweeper.stop()
             await runner.stop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
