@@ -12,15 +12,16 @@ using it; what goes is provably dead:
 
 - work folders whose attempt the database does not show running (vidbox.jobs.leftovers);
 - spool uploads with an info file but no Upload row, an hour after they were created;
-- one-shot bodies (``.receiving``) no process holds a lock on (a killed request);
+- one-shot bodies (``.receiving``) of dead receivers (vidbox.uploads.abandoned: this host's
+  known at once from their life locks, another host's after an hour without a change);
 - stray part, verify and temp files an hour after their last write, unless a job that still
   needs them names them.
 
 A spool shared by several hosts (one folder on a network file system) is swept by each of
 them: every removal above holds for any host, the database being the one view of uploads and
-jobs, and removing a file another sweep removed first is no error. Locks on spool files are
-``flock``, which Linux's NFS client passes to the server, so a body another host is receiving
-is seen as held.
+jobs, and removing a file another sweep removed first is no error. No removal rests on a
+file lock taken on another host: over NFS those hold only where the mount's lock manager
+works.
 """
 
 from __future__ import annotations
