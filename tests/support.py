@@ -293,11 +293,12 @@ def small_filesystem(path: Path, size: str) -> Iterator[Path]:
 
 def fill_disk(path: Path) -> None:
     """Write ``path`` until its file system is full; removing it frees the space."""
-    with path.open("wb") as handle:
+    # Unbuffered: a write the disk took only part of left its rest in the buffer, and closing
+    # the file raised ENOSPC again when the free space did not end on a 64 KiB boundary.
+    with path.open("wb", buffering=0) as handle:
         while True:
             try:
                 handle.write(b"\0" * 65536)
-                handle.flush()
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     return
