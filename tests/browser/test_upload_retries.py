@@ -46,11 +46,14 @@ class LoseLastAnswer:
         self.patches: list[int] = []  # Upload-Offset of each PATCH the page sent
         self.answered: list[int] = []  # statuses the server gave, unseen by the page
         self.heads: list[Route] = []
+        self.opened = False
         page.route(UPLOADS, self._route)
 
     def _route(self, route: Route) -> None:
         request = route.request
-        if request.method == "HEAD":
+        if self.opened:
+            route.continue_()
+        elif request.method == "HEAD":
             self.heads.append(route)
         elif request.method == "PATCH":
             self.patches.append(int(request.headers["upload-offset"]))
@@ -63,10 +66,12 @@ class LoseLastAnswer:
             route.continue_()
 
     def open(self) -> None:
+        # The handler stays: unrouting while the page's next request was already on its way to
+        # it left that request unanswered for good (the upload then hung, about one run in 7).
+        self.opened = True
         for route in self.heads:
             with contextlib.suppress(PlaywrightError):
                 route.continue_()
-        self.page.unroute(UPLOADS, self._route)
 
 
 def test_a_lost_answer_to_the_last_part_ends_the_upload_without_sending_it_again(
