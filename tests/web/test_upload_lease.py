@@ -5,12 +5,16 @@ known at once from its life lock. On SQLite (one host) the writer holds a file l
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+
+import httpx
 
 from tests.postgres import db_time, only_postgres, run_sql
 from tests.support import LiveServer, add_user, api_login, bearer
@@ -29,6 +33,20 @@ def _hold(live: LiveServer, upload_id: str, writer: str, *, seconds: float) -> N
     )
 
 
+@contextlib.contextmanager
+def _started(
+    live: LiveServer, clip: Path
+) -> Iterator[tuple[httpx.Client, dict[str, str], bytes, str, str]]:
+    """A signed-in client with an upload of ``clip`` created and nothing sent: the client,
+    its auth headers, the clip's bytes, the upload's URL and id."""
+    add_user(live.settings, "ann@example.org")
+    data = clip.read_bytes()
+    with live.client() as client:
+        auth = bearer(api_login(client, "ann@example.org")["access"])
+        url = create(client, auth, len(data), filename="a.mp4").headers["location"]
+        yield client, auth, data, url, url.rsplit("/", 1)[1]
+
+
 def _writer(live: LiveServer, upload_id: str) -> object:
     return run_sql(live.settings, "SELECT writer FROM uploads WHERE id = ?", upload_id)[0][0]
 
@@ -37,12 +55,7 @@ def _writer(live: LiveServer, upload_id: str) -> object:
 def test_another_hosts_writer_holds_the_upload_until_its_lease_runs_out(
     live: LiveServer, clip: Path
 ) -> None:
-    add_user(live.settings, "ann@example.org")
-    data = clip.read_bytes()
-    with live.client() as client:
-        auth = bearer(api_login(client, "ann@example.org")["access"])
-        url = create(client, auth, len(data), filename="a.mp4").headers["location"]
-        upload_id = url.rsplit("/", 1)[1]
+    with _started(live, clip) as (client, auth, data, url, upload_id):
         part = {**PATCH, **auth, "Upload-Offset": "0"}
 
         _hold(live, upload_id, f"elsewhere:7:{uuid.uuid4().hex[:16]}/1", seconds=60)
@@ -59,12 +72,7 @@ def test_another_hosts_writer_holds_the_upload_until_its_lease_runs_out(
 
 @only_postgres
 def test_a_dead_process_of_this_host_does_not_hold_the_upload(live: LiveServer, clip: Path) -> None:
-    add_user(live.settings, "ann@example.org")
-    data = clip.read_bytes()
-    with live.client() as client:
-        auth = bearer(api_login(client, "ann@example.org")["access"])
-        url = create(client, auth, len(data), filename="a.mp4").headers["location"]
-        upload_id = url.rsplit("/", 1)[1]
+    with _started(live, clip) as (client, auth, data, url, upload_id):
         part = {**PATCH, **auth, "Upload-Offset": "0"}
 
         # A live process of this host sharing the spool: waited for.
@@ -83,12 +91,7 @@ def test_a_dead_process_of_this_host_does_not_hold_the_upload(live: LiveServer, 
 
 
 def test_a_writer_holds_the_upload_until_it_is_done(live: LiveServer, clip: Path) -> None:
-    add_user(live.settings, "ann@example.org")
-    data = clip.read_bytes()
-    with live.client() as client:
-        auth = bearer(api_login(client, "ann@example.org")["access"])
-        url = create(client, auth, len(data), filename="a.mp4").headers["location"]
-        upload_id = url.rsplit("/", 1)[1]
+    with _started(live, clip) as (client, auth, data, url, upload_id):
         part = {**PATCH, **auth, "Upload-Offset": "0"}
         writer = live.app.state.services.spool.writer_lock_path(upload_id)
         if live.settings.database.url:

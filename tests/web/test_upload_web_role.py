@@ -5,9 +5,12 @@ completed by the next HEAD or PATCH."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.postgres import run_sql
@@ -123,16 +126,30 @@ def test_a_one_shot_upload_on_a_web_process_is_stored_before_queueing(
     assert list(web.settings.spool_dir.glob("*.part")) == []
 
 
-def test_the_next_head_completes_an_upload_whose_completion_broke_off(
-    make_settings: Callable[..., Settings], tmp_path: Path, moto_endpoint: str, clip: Path
-) -> None:
+@dataclass
+class BrokenCompletion:
+    """A web process whose upload got every byte but could not store its original."""
+
+    web: LiveServer
+    store: dict[str, str]
+    client: httpx.Client
+    auth: dict[str, str]
+    url: str
+    video_id: str
+    data: bytes
+
+
+@contextlib.contextmanager
+def broken_completion(
+    make_settings: Callable[..., Settings], moto_endpoint: str, clip: Path, part_bytes: int
+) -> Iterator[BrokenCompletion]:
     # The store behind a proxy that can refuse uploads: the final PATCH receives every byte,
-    # then cannot store the original, as if its process had died there.
+    # then cannot store the original, as if its process had died there. Yields with the
+    # store back.
     proxy = BodyLimitProxy(f"http://{moto_endpoint}", max_body=1 << 40)
     front = start_server(make_settings(), app=proxy)  # type: ignore[arg-type]
     store = s3_environ(front.url.removeprefix("http://"))
     web = start_server(make_settings({**store, "VIDBOX_SERVER__ROLE": "web"}))
-    worker: LiveServer | None = None
     try:
         add_user(web.settings, "ann@example.org")
         data = clip.read_bytes()
@@ -141,14 +158,34 @@ def test_the_next_head_completes_an_upload_whose_completion_broke_off(
             created = create(client, auth, len(data), filename="holiday.mp4")
             url, video_id = created.headers["location"], created.headers["vidbox-video-id"]
             proxy.max_body = 0
-            last = send_in_parts(client, auth, url, data, 40_000)
+            last = send_in_parts(client, auth, url, data, part_bytes)
             assert last.status_code >= 500, last.text
+            proxy.max_body = 1 << 40
+            yield BrokenCompletion(web, store, client, auth, url, video_id, data)
+    finally:
+        web.stop()
+        front.stop()
+
+
+def test_the_next_head_completes_an_upload_whose_completion_broke_off(
+    make_settings: Callable[..., Settings], tmp_path: Path, moto_endpoint: str, clip: Path
+) -> None:
+    worker: LiveServer | None = None
+    with broken_completion(make_settings, moto_endpoint, clip, 40_000) as box:
+        web, client, auth, url, video_id, data = (
+            box.web,
+            box.client,
+            box.auth,
+            box.url,
+            box.video_id,
+            box.data,
+        )
+        try:
             completed = "SELECT completed_at FROM uploads WHERE video_id = ?"
             assert run_sql(web.settings, completed, video_id) == [(None,)]
             assert run_sql(web.settings, "SELECT 1 FROM jobs WHERE video_id = ?", video_id) == []
 
             # The store is back; the client's retry asks HEAD, which completes the upload.
-            proxy.max_body = 1 << 40
             head = client.head(url, headers={**TUS, **auth})
             assert head.status_code == 200
             assert head.headers["upload-offset"] == str(len(data))
@@ -160,49 +197,31 @@ def test_the_next_head_completes_an_upload_whose_completion_broke_off(
             assert again.status_code == 409
             assert again.headers["upload-offset"] == str(len(data))
 
-            worker = worker_for(make_settings, tmp_path, web.settings, store)
+            worker = worker_for(make_settings, tmp_path, web.settings, box.store)
             wait_for_status(client, video_id, {"READY"}, headers=auth)
             assert client.get(f"/api/videos/{video_id}/download", headers=auth).content == data
             jobs = "SELECT count(*) FROM jobs WHERE video_id = ?"
             assert run_sql(web.settings, jobs, video_id) == [(1,)]
-    finally:
-        if worker is not None:
-            worker.stop()
-        web.stop()
-        front.stop()
+        finally:
+            if worker is not None:
+                worker.stop()
 
 
 def test_a_patch_completes_an_upload_whose_completion_broke_off(
     make_settings: Callable[..., Settings], moto_endpoint: str, clip: Path
 ) -> None:
-    proxy = BodyLimitProxy(f"http://{moto_endpoint}", max_body=1 << 40)
-    front = start_server(make_settings(), app=proxy)  # type: ignore[arg-type]
-    web = start_server(
-        make_settings(
-            {**s3_environ(front.url.removeprefix("http://")), "VIDBOX_SERVER__ROLE": "web"}
+    with broken_completion(make_settings, moto_endpoint, clip, len(clip.read_bytes())) as box:
+        # A client that resends the whole body without asking HEAD first.
+        again = box.client.patch(
+            box.url, content=box.data, headers={**PATCH, **box.auth, "Upload-Offset": "0"}
         )
-    )
-    try:
-        add_user(web.settings, "ann@example.org")
-        data = clip.read_bytes()
-        with web.client() as client:
-            auth = bearer(api_login(client, "ann@example.org")["access"])
-            created = create(client, auth, len(data), filename="holiday.mp4")
-            url, video_id = created.headers["location"], created.headers["vidbox-video-id"]
-            proxy.max_body = 0
-            assert send_in_parts(client, auth, url, data, len(data)).status_code >= 500
-            proxy.max_body = 1 << 40
-            # A client that resends the whole body without asking HEAD first.
-            again = client.patch(url, content=data, headers={**PATCH, **auth, "Upload-Offset": "0"})
-            assert again.status_code == 409
-            assert again.headers["upload-offset"] == str(len(data))
-            (key,) = run_sql(web.settings, "SELECT original_key FROM videos WHERE id = ?", video_id)
-            assert key[0] and stored_bytes(web.settings, key[0]) == data
-            jobs = "SELECT state FROM jobs WHERE video_id = ?"
-            assert run_sql(web.settings, jobs, video_id) == [("queued",)]
-    finally:
-        web.stop()
-        front.stop()
+        assert again.status_code == 409
+        assert again.headers["upload-offset"] == str(len(box.data))
+        original = "SELECT original_key FROM videos WHERE id = ?"
+        (key,) = run_sql(box.web.settings, original, box.video_id)
+        assert key[0] and stored_bytes(box.web.settings, key[0]) == box.data
+        jobs = "SELECT state FROM jobs WHERE video_id = ?"
+        assert run_sql(box.web.settings, jobs, box.video_id) == [("queued",)]
 
 
 def test_one_process_on_sqlite_hands_the_spool_file_to_its_own_job(
