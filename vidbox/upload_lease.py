@@ -36,7 +36,7 @@ from pathlib import Path
 from sqlalchemy import or_, update
 from sqlmodel import col
 
-from vidbox.db import Database
+from vidbox.db import Database, cancel_outside_sessions
 from vidbox.models import Upload, utcnow
 from vidbox.uploads import UploadLocked, UploadSpool
 from vidbox.uploads.liveness import ProcessMark
@@ -174,7 +174,8 @@ async def _leased(
             if not kept:
                 lost = True
                 if task is not None:
-                    task.cancel()
+                    # Not in the middle of a database session (see vidbox.db).
+                    cancel_outside_sessions(task)
                 return
 
     renewer = asyncio.create_task(keep())

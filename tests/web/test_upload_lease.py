@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from tests.postgres import db_time, only_postgres, run_sql
-from tests.support import LiveServer, add_user, api_login, bearer
+from tests.support import LiveServer, add_user, api_login, bearer, wait_until
 from tests.web.test_uploads import PATCH, TUS, create
 from vidbox.models import utcnow
 from vidbox.uploads.liveness import ProcessMark
@@ -110,3 +110,27 @@ def test_a_writer_holds_the_upload_until_it_is_done(live: LiveServer, clip: Path
         assert client.patch(url, content=data[:1000], headers=part).status_code == 204
         assert client.delete(url, headers={**TUS, **auth}).status_code == 204
         assert not writer.exists()
+
+
+@only_postgres
+def test_a_writer_that_loses_its_lease_mid_body_stops_with_423(
+    live: LiveServer, clip: Path
+) -> None:
+    # A request stalled past its lease (another host took the upload over meanwhile) must not
+    # go on writing: its renewal finds the lease gone, and the request ends with 423.
+    with _started(live, clip) as (_client, auth, data, url, upload_id):
+        head = (
+            f"PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+            "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+            "Content-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        port = int(live.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head + data[:1000])  # and then nothing: the body stalls
+            wait_until(lambda: _writer(live, upload_id) is not None, what="the lease")
+            thief = f"elsewhere:7:{uuid.uuid4().hex[:16]}/1"
+            _hold(live, upload_id, thief, seconds=60)
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 423 "), answer
+        assert _writer(live, upload_id) == thief  # the new holder keeps it
